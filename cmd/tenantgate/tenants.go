@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/identity"
+)
+
+func (c *cli) tenantsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "tenants", Short: "List, show and create organizations"}
+	cmd.AddCommand(c.tenantsListCmd(), c.tenantsShowCmd(), c.tenantsCreateCmd())
+	return cmd
+}
+
+// withCatalog runs fn with a catalog store, closed afterwards.
+func (c *cli) withCatalog(ctx context.Context, fn func(*catalog.Store) error) error {
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	pool, store, err := openCatalog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return fn(store)
+}
+
+func outputFlag(cmd *cobra.Command) *string {
+	return cmd.Flags().String("output", "table", "output format: table or json")
+}
+
+func checkOutput(format string) error {
+	if format != "table" && format != "json" {
+		return tenancy.Errorf(tenancy.CodeInvalid, "--output: must be table or json (got %q)", format)
+	}
+	return nil
+}
+
+func (c *cli) tenantsListCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "list", Short: "List organizations with plan, status and placement", Args: cobra.NoArgs}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			orgs, err := store.Organizations(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(c.stdout, nonNil(orgs))
+			}
+			return tenantTable(c.stdout, orgs)
+		})
+	}
+	return cmd
+}
+
+func (c *cli) tenantsShowCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "show SLUG", Short: "Show one organization", Args: cobra.ExactArgs(1)}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			org, err := store.OrganizationDetailBySlug(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(c.stdout, org)
+			}
+			return tenantTable(c.stdout, []catalog.OrganizationDetail{org})
+		})
+	}
+	return cmd
+}
+
+func (c *cli) tenantsCreateCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "create", Short: "Create an organization; enterprise gets a dedicated database", Args: cobra.NoArgs}
+	f := cmd.Flags()
+	slug := f.String("slug", "", "URL name of the organization (required)")
+	name := f.String("name", "", "display name (required)")
+	plan := f.String("plan", "free", "free, starter, pro or enterprise")
+	email := f.String("owner-email", "", "email of the owner user to create")
+	password := f.String("owner-password", "", "password of the owner user (at least 10 characters)")
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		req, err := createRequest(*slug, *name, *plan, *email, *password)
+		if err != nil {
+			return err
+		}
+		if err := checkOutput(*output); err != nil {
+			return err
+		}
+		cfg, err := c.config()
+		if err != nil {
+			return err
+		}
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			p := provisioner.New(provisionerConfig(cfg), store, c.logger(cfg))
+			org, err := p.CreateOrganization(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if *output == "json" {
+				return writeJSON(c.stdout, org)
+			}
+			fmt.Fprintf(c.stdout, "created organization %s (%s), plan %s, placement %s\n", org.Slug, org.ID, org.Plan, org.Placement)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// createRequest checks the flags of `tenants create` before anything is
+// created.
+func createRequest(slug, name, plan, email, password string) (provisioner.CreateOrganization, error) {
+	req := provisioner.CreateOrganization{Slug: slug, Name: name, OwnerEmail: email}
+	if slug == "" || name == "" {
+		return req, tenancy.Errorf(tenancy.CodeInvalid, "--slug and --name are required")
+	}
+	if err := tenancy.ValidateSlug(slug); err != nil {
+		return req, err
+	}
+	p, err := tenancy.ParsePlan(plan)
+	if err != nil {
+		return req, err
+	}
+	req.Plan = p
+	if (email == "") != (password == "") {
+		return req, tenancy.Errorf(tenancy.CodeInvalid, "--owner-email and --owner-password go together")
+	}
+	if email == "" {
+		return req, nil
+	}
+	if len(password) < identity.MinPasswordLength {
+		return req, tenancy.Errorf(tenancy.CodeInvalid, "--owner-password: must be at least %d characters", identity.MinPasswordLength)
+	}
+	req.OwnerPasswordHash, err = identity.HashPassword(password, identity.DefaultPasswordParams)
+	return req, err
+}
+
+func tenantTable(w io.Writer, orgs []catalog.OrganizationDetail) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLUG\tNAME\tPLAN\tSTATUS\tPLACEMENT\tDATABASE\tUSERS\tAGENT-MINUTES\tID")
+	for _, o := range orgs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
+			o.Slug, o.Name, o.Plan, o.Status, o.Placement, o.Database, o.Users, o.AgentMinutesUsed, o.ID)
+	}
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

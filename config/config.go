@@ -1,0 +1,264 @@
+// Package config loads tenantgate's configuration with viper: defaults, then
+// tenantgate.yaml (or --config FILE), then TENANTGATE_* environment
+// variables, then flags. Only cmd imports it; everything else takes plain
+// values.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+)
+
+// Plan limits: zero means unlimited nowhere; every plan has all three.
+type PlanLimits struct {
+	MaxAgents       int `mapstructure:"max_agents"`
+	MaxAgentMinutes int `mapstructure:"max_agent_minutes"`
+	RPS             int `mapstructure:"rps"`
+}
+
+// Config is every setting of CONTRACT §2 plus a few of our own.
+type Config struct {
+	DatabaseURL       string `mapstructure:"database_url"`        // catalog; default postgres://localhost:5432/tenantgate
+	SharedDatabaseURL string `mapstructure:"shared_database_url"` // the shared tenant database
+	Dedicated         struct {
+		ServerURL      string `mapstructure:"server_url"`      // default: the catalog's server
+		DatabasePrefix string `mapstructure:"database_prefix"` // default tg_tenant_
+	} `mapstructure:"dedicated"`
+	AppRole         string `mapstructure:"app_role"`          // role tenant data is queried as; default tenantgate_app
+	AppRolePassword string `mapstructure:"app_role_password"` // its password; empty for trust/peer auth
+	RedisURL        string `mapstructure:"redis_url"`         // empty: single-replica, in-process
+	HTTPAddr        string `mapstructure:"http_addr"`         // default :8080
+	AdminAddr       string `mapstructure:"admin_addr"`        // default 127.0.0.1:9090
+	AdminToken      string `mapstructure:"admin_token"`       // empty: /admin/* answers 403
+	JWTSecret       string `mapstructure:"jwt_secret"`        // required by serve
+	JWTPrevious     []string
+	JWTTTL          time.Duration `mapstructure:"jwt_ttl"`         // default 1h
+	RequestTimeout  time.Duration `mapstructure:"request_timeout"` // per-request deadline; default 10s
+	BaseDomain      string        `mapstructure:"base_domain"`
+	LogLevel        string        `mapstructure:"log_level"` // debug, info, warn, error; default info
+	Signup          struct {
+		Mode string `mapstructure:"mode"` // open or waitlist; default waitlist
+	} `mapstructure:"signup"`
+	Pools struct {
+		MaxOpen        int           `mapstructure:"max_open"`        // default 64
+		MaxTotalConns  int           `mapstructure:"max_total_conns"` // default 80
+		SharedConns    int           `mapstructure:"shared_conns"`    // per shared pool; default 16
+		DedicatedConns int           `mapstructure:"dedicated_conns"` // per dedicated pool; default 4
+		ConnectTimeout time.Duration `mapstructure:"connect_timeout"` // default 2s
+	} `mapstructure:"pools"`
+	Placement struct {
+		TTL time.Duration `mapstructure:"ttl"` // how long a cached placement is trusted without invalidation; default 30s
+	} `mapstructure:"placement"`
+	Stripe struct {
+		WebhookSecret string            `mapstructure:"webhook_secret"`
+		Prices        map[string]string `mapstructure:"prices"`
+		GracePeriod   time.Duration     `mapstructure:"grace_period"` // default 72h
+	} `mapstructure:"stripe"`
+	Events struct {
+		AllowedOrigins []string `mapstructure:"allowed_origins"`
+	} `mapstructure:"events"`
+	Plans map[string]PlanLimits `mapstructure:"plans"`
+}
+
+// Defaults of every key. viper only sees environment variables for keys it
+// knows, so every key has a default here, even an empty one.
+var defaults = map[string]any{
+	"database_url":                       "postgres://localhost:5432/tenantgate?sslmode=disable",
+	"shared_database_url":                "postgres://localhost:5432/tenantgate_shared?sslmode=disable",
+	"dedicated.server_url":               "",
+	"dedicated.database_prefix":          "tg_tenant_",
+	"app_role":                           "tenantgate_app",
+	"app_role_password":                  "",
+	"redis_url":                          "",
+	"http_addr":                          ":8080",
+	"admin_addr":                         "127.0.0.1:9090",
+	"admin_token":                        "",
+	"jwt_secret":                         "",
+	"jwt_previous_secrets":               "",
+	"jwt_ttl":                            "1h",
+	"request_timeout":                    "10s",
+	"base_domain":                        "",
+	"log_level":                          "info",
+	"signup.mode":                        "waitlist",
+	"pools.max_open":                     64,
+	"pools.max_total_conns":              80,
+	"pools.shared_conns":                 16,
+	"pools.dedicated_conns":              4,
+	"pools.connect_timeout":              "2s",
+	"placement.ttl":                      "30s",
+	"stripe.webhook_secret":              "",
+	"stripe.prices":                      map[string]string{},
+	"stripe.grace_period":                "72h",
+	"events.allowed_origins":             "",
+	"plans.free.max_agents":              5,
+	"plans.free.max_agent_minutes":       1000,
+	"plans.free.rps":                     10,
+	"plans.starter.max_agents":           20,
+	"plans.starter.max_agent_minutes":    5000,
+	"plans.starter.rps":                  50,
+	"plans.pro.max_agents":               100,
+	"plans.pro.max_agent_minutes":        25000,
+	"plans.pro.rps":                      200,
+	"plans.enterprise.max_agents":        1000,
+	"plans.enterprise.max_agent_minutes": 250000,
+	"plans.enterprise.rps":               1000,
+}
+
+// New returns a viper with tenantgate's defaults and environment binding.
+// cmd binds its flags to it, then calls Load.
+func New() *viper.Viper {
+	v := viper.New()
+	for k, d := range defaults {
+		v.SetDefault(k, d)
+	}
+	v.SetEnvPrefix("TENANTGATE")
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	v.AutomaticEnv()
+	return v
+}
+
+// Load reads file (or ./tenantgate.yaml when file is empty and it exists)
+// into v and returns the resulting Config.
+func Load(v *viper.Viper, file string) (Config, error) {
+	if file != "" {
+		v.SetConfigFile(file)
+	} else {
+		v.SetConfigName("tenantgate")
+		v.SetConfigType("yaml")
+		v.AddConfigPath(".")
+	}
+	if err := v.ReadInConfig(); err != nil {
+		var notFound viper.ConfigFileNotFoundError
+		if file != "" || !errors.As(err, &notFound) {
+			return Config{}, fmt.Errorf("config: read %s: %w", orDefault(file, "tenantgate.yaml"), err)
+		}
+	}
+	var c Config
+	if err := v.Unmarshal(&c); err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c.JWTPrevious = list(v.Get("jwt_previous_secrets"))
+	c.Events.AllowedOrigins = list(v.Get("events.allowed_origins"))
+	if c.Dedicated.ServerURL == "" {
+		c.Dedicated.ServerURL = c.DatabaseURL
+	}
+	return c, nil
+}
+
+// list reads a key that is a YAML list in files and comma-separated in the
+// environment.
+func list(raw any) []string {
+	var items []string
+	switch x := raw.(type) {
+	case string:
+		items = strings.Split(x, ",")
+	case []any:
+		for _, i := range x {
+			items = append(items, fmt.Sprint(i))
+		}
+	case []string:
+		items = x
+	}
+	var out []string
+	for _, i := range items {
+		if i = strings.TrimSpace(i); i != "" {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,21}$`)
+
+// Validate checks the settings every command needs, with messages that say
+// which variable to change.
+func (c Config) Validate() error {
+	var errs []error
+	for key, val := range map[string]string{
+		"database_url": c.DatabaseURL, "shared_database_url": c.SharedDatabaseURL, "dedicated.server_url": c.Dedicated.ServerURL,
+	} {
+		if err := checkPostgresURL(val); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", key, envName(key), err))
+		}
+	}
+	if !prefixPattern.MatchString(c.Dedicated.DatabasePrefix) {
+		errs = append(errs, fmt.Errorf("dedicated.database_prefix (%s): must be 1-22 lowercase letters, digits and _ (got %q)",
+			envName("dedicated.database_prefix"), c.Dedicated.DatabasePrefix))
+	}
+	if c.AppRole == "" {
+		errs = append(errs, fmt.Errorf("app_role (%s): must not be empty", envName("app_role")))
+	}
+	if c.RedisURL != "" {
+		if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+			errs = append(errs, fmt.Errorf("redis_url (%s): must be a redis:// URL", envName("redis_url")))
+		}
+	}
+	if c.Signup.Mode != "open" && c.Signup.Mode != "waitlist" {
+		errs = append(errs, fmt.Errorf("signup.mode (%s): must be open or waitlist (got %q)", envName("signup.mode"), c.Signup.Mode))
+	}
+	errs = append(errs, positive("pools.max_open", c.Pools.MaxOpen), positive("pools.max_total_conns", c.Pools.MaxTotalConns),
+		positive("pools.shared_conns", c.Pools.SharedConns), positive("pools.dedicated_conns", c.Pools.DedicatedConns))
+	errs = append(errs, positiveDuration("jwt_ttl", c.JWTTTL), positiveDuration("request_timeout", c.RequestTimeout),
+		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL))
+	for _, p := range []string{"free", "starter", "pro", "enterprise"} {
+		l := c.Plans[p]
+		errs = append(errs, positive("plans."+p+".max_agents", l.MaxAgents),
+			positive("plans."+p+".max_agent_minutes", l.MaxAgentMinutes), positive("plans."+p+".rps", l.RPS))
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateServe adds what a gateway needs on top of Validate.
+func (c Config) ValidateServe() error {
+	err := c.Validate()
+	switch {
+	case c.JWTSecret == "":
+		err = errors.Join(err, fmt.Errorf("jwt_secret is not set: set %s to a random string of at least 32 bytes (e.g. `openssl rand -hex 32`), or jwt_secret in tenantgate.yaml", envName("jwt_secret")))
+	case len(c.JWTSecret) < 32:
+		err = errors.Join(err, fmt.Errorf("jwt_secret (%s) is %d bytes: use at least 32", envName("jwt_secret"), len(c.JWTSecret)))
+	}
+	return err
+}
+
+func checkPostgresURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("must be a postgres:// URL")
+	}
+	if strings.TrimPrefix(u.Path, "/") == "" {
+		return errors.New("must name a database")
+	}
+	return nil
+}
+
+func positive(key string, n int) error {
+	if n <= 0 {
+		return fmt.Errorf("%s (%s): must be a positive number (got %d)", key, envName(key), n)
+	}
+	return nil
+}
+
+func positiveDuration(key string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%s (%s): must be a positive duration such as 30s (got %s)", key, envName(key), d)
+	}
+	return nil
+}
+
+// envName is the environment variable of a key.
+func envName(key string) string {
+	return "TENANTGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}

@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS users;
+DROP TABLE IF EXISTS placements;
+DROP TABLE IF EXISTS organizations;
+DROP TABLE IF EXISTS databases;
+DROP TABLE IF EXISTS servers;

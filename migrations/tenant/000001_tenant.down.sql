@@ -1,0 +1,6 @@
+DROP TABLE IF EXISTS schedules;
+DROP TABLE IF EXISTS agent_sessions;
+DROP TABLE IF EXISTS activity_logs;
+DROP TABLE IF EXISTS messages;
+DROP TABLE IF EXISTS tasks;
+DROP TABLE IF EXISTS agents;

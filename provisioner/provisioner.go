@@ -1,0 +1,170 @@
+// Package provisioner creates and migrates the databases that hold tenant
+// data and registers them in the catalog: the bootstrap that `tenantgate
+// init` runs, and the creation of organizations with their placement. For
+// now an enterprise organization's database is created synchronously; the
+// durable job service comes later.
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantgate/tenantgate/migrations"
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+)
+
+// Config is where databases live and which role reads tenant data.
+type Config struct {
+	CatalogURL         string
+	SharedURL          string
+	DedicatedServerURL string
+	DedicatedPrefix    string
+	AppRole            string
+	AppRolePassword    string
+}
+
+// Init creates the catalog and shared databases if they do not exist,
+// migrates them, creates the application role and registers the shared
+// database. It is idempotent, and concurrent runs are serialized by an
+// advisory lock in the catalog database.
+func Init(ctx context.Context, cfg Config, log *slog.Logger) error {
+	catalogName, err := schema.DatabaseName(cfg.CatalogURL)
+	if err != nil {
+		return err
+	}
+	if err := schema.CreateDatabase(ctx, cfg.CatalogURL, catalogName); err != nil {
+		return err
+	}
+	return schema.WithLock(ctx, cfg.CatalogURL, "tenantgate.init", func(conn *pgx.Conn) error {
+		v, err := schema.Migrate(ctx, cfg.CatalogURL, migrations.Catalog, "catalog", 0)
+		if err != nil {
+			return fmt.Errorf("init: catalog: %w", err)
+		}
+		log.Info("catalog migrated", "database", catalogName, "version", v.Version)
+		if err := schema.EnsureAppRole(ctx, conn, cfg.AppRole, cfg.AppRolePassword); err != nil {
+			return err
+		}
+		return registerShared(ctx, cfg, conn, log)
+	})
+}
+
+func registerShared(ctx context.Context, cfg Config, catalogConn *pgx.Conn, log *slog.Logger) error {
+	name, err := schema.DatabaseName(cfg.SharedURL)
+	if err != nil {
+		return err
+	}
+	v, err := prepareTenantDatabase(ctx, cfg, cfg.SharedURL, name)
+	if err != nil {
+		return fmt.Errorf("init: shared database: %w", err)
+	}
+	_, err = catalogConn.Exec(ctx, `
+		INSERT INTO databases (name, kind, dsn, schema_version) VALUES ($1, 'shared', $2, $3)
+		ON CONFLICT (dsn) DO UPDATE SET schema_version = EXCLUDED.schema_version, dirty = false, updated_at = now()`,
+		name, cfg.SharedURL, int64(v.Version))
+	if err != nil {
+		return fmt.Errorf("init: register shared database: %w", err)
+	}
+	log.Info("shared database ready", "database", name, "version", v.Version)
+	return nil
+}
+
+// prepareTenantDatabase creates (if needed), migrates and grants one tenant
+// database. Every step is idempotent.
+func prepareTenantDatabase(ctx context.Context, cfg Config, dsn, name string) (schema.Version, error) {
+	if err := schema.CreateDatabase(ctx, dsn, name); err != nil {
+		return schema.Version{}, err
+	}
+	v, err := schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0)
+	if err != nil {
+		return v, err
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return v, fmt.Errorf("connect to %s: %w", schema.Redact(dsn), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return v, schema.GrantApp(ctx, conn, cfg.AppRole)
+}
+
+// DedicatedName is the database name of an organization's dedicated
+// database: the prefix and the slug, whose hyphens Postgres names dislike.
+func (cfg Config) DedicatedName(slug string) string {
+	return cfg.DedicatedPrefix + strings.ReplaceAll(slug, "-", "_")
+}
+
+// Provisioner creates organizations and their databases.
+type Provisioner struct {
+	cfg   Config
+	store *catalog.Store
+	log   *slog.Logger
+}
+
+// New returns a Provisioner writing to store.
+func New(cfg Config, store *catalog.Store, log *slog.Logger) *Provisioner {
+	return &Provisioner{cfg: cfg, store: store, log: log}
+}
+
+// CreateOrganization is what an operator asks for.
+type CreateOrganization struct {
+	Slug, Name        string
+	Plan              tenancy.Plan
+	Status            tenancy.Status
+	OwnerEmail        string
+	OwnerPasswordHash string
+}
+
+// CreateOrganization places a new organization: on the shared database, or
+// for enterprise plans on a dedicated database created, migrated and
+// registered first.
+func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganization) (tenancy.Organization, error) {
+	if err := tenancy.ValidateSlug(req.Slug); err != nil {
+		return tenancy.Organization{}, err
+	}
+	if _, err := p.store.OrganizationBySlug(ctx, req.Slug); err == nil {
+		return tenancy.Organization{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
+	} else if tenancy.ErrorCode(err) != tenancy.CodeNotFound {
+		return tenancy.Organization{}, err
+	}
+	db, err := p.placeFor(ctx, req)
+	if err != nil {
+		return tenancy.Organization{}, err
+	}
+	return p.store.CreateOrganization(ctx, catalog.NewOrganization{
+		Slug: req.Slug, Name: req.Name, Plan: req.Plan, Status: orStatus(req.Status),
+		DatabaseID: db.ID, OwnerEmail: req.OwnerEmail, OwnerPasswordHash: req.OwnerPasswordHash,
+	})
+}
+
+func (p *Provisioner) placeFor(ctx context.Context, req CreateOrganization) (tenancy.Database, error) {
+	if !req.Plan.Dedicated() {
+		return p.store.SharedDatabase(ctx)
+	}
+	name := p.cfg.DedicatedName(req.Slug)
+	dsn, err := schema.WithDatabase(p.cfg.DedicatedServerURL, name)
+	if err != nil {
+		return tenancy.Database{}, err
+	}
+	v, err := prepareTenantDatabase(ctx, p.cfg, dsn, name)
+	if err != nil {
+		return tenancy.Database{}, fmt.Errorf("provision %s: %w", name, err)
+	}
+	db, err := p.store.RegisterDatabase(ctx, tenancy.Database{Name: name, Kind: tenancy.KindDedicated, DSN: dsn})
+	if err != nil {
+		return db, err
+	}
+	p.log.Info("dedicated database ready", "database", name, "version", v.Version)
+	return db, p.store.SetDatabaseVersion(ctx, db.ID, v.Version, v.Dirty)
+}
+
+func orStatus(s tenancy.Status) tenancy.Status {
+	if s == "" {
+		return tenancy.StatusActive
+	}
+	return s
+}

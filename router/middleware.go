@@ -1,0 +1,153 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+)
+
+const requestIDKey = "requestId"
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// requestID returns the request's id, making one if no middleware has (an
+// error raised by fasthttp before the chain runs still gets one).
+func requestID(c *fiber.Ctx) string {
+	if id, ok := c.Locals(requestIDKey).(string); ok {
+		return id
+	}
+	// The incoming header is cloned: fasthttp reuses its buffer.
+	id := strings.Clone(c.Get(fiber.HeaderXRequestID))
+	if !requestIDPattern.MatchString(id) {
+		id = uuid.NewString()
+	}
+	c.Locals(requestIDKey, id)
+	c.Set(fiber.HeaderXRequestID, id)
+	return id
+}
+
+// observe is the outermost middleware: it gives the request its id, renders
+// any error itself (so the status is known here), then logs and counts the
+// request once.
+func (s *server) observe(c *fiber.Ctx) error {
+	start := time.Now()
+	id := requestID(c)
+	err := c.Next()
+	if err != nil {
+		if herr := c.App().ErrorHandler(c, err); herr != nil {
+			c.Status(fiber.StatusInternalServerError)
+		}
+	}
+	status := c.Response().StatusCode()
+	route := c.Route().Path
+	plan := ""
+	t, ok := tenancy.TenantFrom(c.UserContext())
+	if ok {
+		plan = string(t.Organization.Plan)
+	}
+	elapsed := time.Since(start)
+	s.Metrics.observe(c.Method(), route, status, plan, elapsed)
+	s.Log.Info("request", "requestId", id, "method", c.Method(), "path", c.Path(), "route", route,
+		"status", status, "durationMs", float64(elapsed.Microseconds())/1000, "organizationId", t.Organization.ID)
+	return nil
+}
+
+// recover turns a panic into a 500 with the contract's shape and logs it.
+func (s *server) recover(c *fiber.Ctx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Error("panic", "requestId", requestID(c), "panic", fmt.Sprint(r))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Next()
+}
+
+// deadline bounds the request's work: everything below uses c.UserContext().
+func (s *server) deadline(c *fiber.Ctx) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout)
+	defer cancel()
+	c.SetUserContext(ctx)
+	return c.Next()
+}
+
+var errUnauthorized = tenancy.Errorf(tenancy.CodeUnauthorized, "missing, malformed, expired or revoked credentials")
+
+// authenticate proves who is calling from the Authorization header.
+func (s *server) authenticate(c *fiber.Ctx) error {
+	scheme, cred, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+		return errUnauthorized
+	}
+	id, err := s.Tokens.Verify(cred)
+	if err != nil {
+		return tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
+	}
+	c.SetUserContext(tenancy.WithIdentity(c.UserContext(), id))
+	return c.Next()
+}
+
+// resolveTenant finds the caller's organization and where its data lives,
+// checks a tenant hint agrees, and admits the organization by status.
+func (s *server) resolveTenant(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	id, _ := tenancy.IdentityFrom(ctx)
+	t, err := s.Tenants(ctx, id.OrganizationID)
+	if tenancy.ErrorCode(err) == tenancy.CodeNotFound {
+		return errUnauthorized // the organization was deleted under the token
+	}
+	if err != nil {
+		return err
+	}
+	if hint := s.tenantHint(c); hint != "" && hint != t.Organization.Slug {
+		// Never confirm that the hinted organization exists.
+		return tenancy.ErrNotFound
+	}
+	switch t.Organization.Status {
+	case tenancy.StatusPending:
+		return tenancy.Errorf(tenancy.CodePending, "the organization is on the waitlist and not yet approved")
+	case tenancy.StatusSuspended:
+		return tenancy.Errorf(tenancy.CodeSuspended, "the organization is suspended")
+	}
+	c.SetUserContext(tenancy.WithTenant(ctx, t))
+	return c.Next()
+}
+
+// tenantHint is the slug a request names by X-Tenant or subdomain.
+func (s *server) tenantHint(c *fiber.Ctx) string {
+	if h := c.Get("X-Tenant"); h != "" {
+		return strings.ToLower(h)
+	}
+	if s.BaseDomain == "" {
+		return ""
+	}
+	host := strings.ToLower(c.Hostname())
+	if slug, ok := strings.CutSuffix(host, "."+strings.ToLower(s.BaseDomain)); ok && !strings.Contains(slug, ".") {
+		return slug
+	}
+	return ""
+}
+
+// tenantOf returns the request's resolved tenant and identity.
+func tenantOf(c *fiber.Ctx) (tenancy.Tenant, tenancy.Identity) {
+	ctx := c.UserContext()
+	t, _ := tenancy.TenantFrom(ctx)
+	id, _ := tenancy.IdentityFrom(ctx)
+	return t, id
+}
+
+// pathID returns the :id parameter, which must be a UUID.
+func pathID(c *fiber.Ctx) (string, error) {
+	id := c.Params("id")
+	if uuid.Validate(id) != nil {
+		return "", tenancy.Errorf(tenancy.CodeInvalid, "id: must be a UUID")
+	}
+	return strings.Clone(id), nil
+}

@@ -1,0 +1,173 @@
+package router
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+)
+
+// OpsDeps is what the ops listener needs.
+type OpsDeps struct {
+	Catalog *catalog.Store
+	Pools   *poolcache.Cache
+	// Degradable are dependencies whose loss degrades but does not stop
+	// the gateway (Redis), by name.
+	Degradable map[string]func(context.Context) error
+	AdminToken string
+	Gatherer   prometheus.Gatherer
+	Log        *slog.Logger
+}
+
+// NewOps returns the ops app: health, readiness, metrics and the admin API.
+func NewOps(d OpsDeps) *fiber.App {
+	app := newApp(d.Log)
+	o := &ops{d}
+	app.Use(func(c *fiber.Ctx) error {
+		requestID(c)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.SetUserContext(ctx)
+		return c.Next()
+	})
+	app.Get("/healthz", func(c *fiber.Ctx) error { return c.JSON(fiber.Map{"status": "ok"}) })
+	app.Get("/readyz", o.handleReady)
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(d.Gatherer, promhttp.HandlerOpts{})))
+	admin := app.Group("/admin", o.requireAdmin)
+	admin.Get("/pools", o.handlePools)
+	admin.Get("/tenants", o.handleTenants)
+	admin.Get("/tenants/:slug", o.handleTenant)
+	admin.Get("/databases", o.handleDatabases)
+	return app
+}
+
+type ops struct{ OpsDeps }
+
+func (o *ops) handleReady(c *fiber.Ctx) error {
+	ctx := c.UserContext()
+	degraded := []string{}
+	for name, check := range o.Degradable {
+		if err := check(ctx); err != nil {
+			degraded = append(degraded, name)
+		}
+	}
+	if err := o.Catalog.Ping(ctx); err != nil {
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "failing": []string{"catalog"}, "degraded": degraded})
+	}
+	return c.JSON(fiber.Map{"status": "ready", "degraded": degraded})
+}
+
+// requireAdmin admits only the configured admin token; with none set, the
+// admin API is closed to everyone.
+func (o *ops) requireAdmin(c *fiber.Ctx) error {
+	if o.AdminToken == "" {
+		return tenancy.Errorf(tenancy.CodeForbidden, "the admin API is disabled: set admin_token to enable it")
+	}
+	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), []byte(o.AdminToken)) != 1 {
+		return errUnauthorized
+	}
+	return c.Next()
+}
+
+type poolView struct {
+	DatabaseID  string `json:"databaseId"`
+	Pinned      bool   `json:"pinned"`
+	Dropped     bool   `json:"dropped"`
+	Leases      int    `json:"leases"`
+	InUse       int    `json:"inUse"`
+	Idle        int    `json:"idle"`
+	Total       int    `json:"total"`
+	BreakerOpen bool   `json:"breakerOpen"`
+}
+
+func (o *ops) handlePools(c *fiber.Ctx) error {
+	s := o.Pools.Stats()
+	pools := make([]poolView, 0, len(s.Pools))
+	for _, p := range s.Pools {
+		pools = append(pools, poolView(p))
+	}
+	return c.JSON(fiber.Map{
+		"open": s.Open, "hits": s.Hits, "misses": s.Misses, "evictions": s.Evictions, "opens": s.Opens,
+		"inUse": s.InUse, "idle": s.Idle, "totalConns": s.TotalConns, "pools": pools,
+	})
+}
+
+func (o *ops) handleTenants(c *fiber.Ctx) error {
+	orgs, err := o.Catalog.Organizations(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"data": orgs})
+}
+
+func (o *ops) handleTenant(c *fiber.Ctx) error {
+	org, err := o.Catalog.OrganizationDetailBySlug(c.UserContext(), c.Params("slug"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(org)
+}
+
+type databaseView struct {
+	ID            string `json:"id"`
+	Name          string `json:"name"`
+	Kind          string `json:"kind"`
+	State         string `json:"state"`
+	Dirty         bool   `json:"dirty"`
+	SchemaVersion int64  `json:"schemaVersion"`
+	Tenants       int    `json:"tenants"`
+}
+
+func (o *ops) handleDatabases(c *fiber.Ctx) error {
+	dbs, err := o.Catalog.Databases(c.UserContext())
+	if err != nil {
+		return err
+	}
+	out := make([]databaseView, 0, len(dbs))
+	for _, d := range dbs {
+		// The DSN stays out: it may carry a password.
+		out = append(out, databaseView{d.ID, d.Name, d.Kind, d.State, d.Dirty, d.SchemaVersion, d.Tenants})
+	}
+	return c.JSON(fiber.Map{"data": out})
+}
+
+// PoolCollector exports the pool cache's statistics as Prometheus metrics.
+type PoolCollector struct {
+	Pools *poolcache.Cache
+}
+
+var (
+	poolOpenDesc   = prometheus.NewDesc("tenantgate_pools_open", "Pools held open by the pool cache.", nil, nil)
+	poolCountsDesc = prometheus.NewDesc("tenantgate_pool_cache_total", "Pool cache events.", []string{"event"}, nil)
+	poolConnsDesc  = prometheus.NewDesc("tenantgate_pool_connections", "Connections over all pools by state.", []string{"state"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (p PoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- poolOpenDesc
+	ch <- poolCountsDesc
+	ch <- poolConnsDesc
+}
+
+// Collect implements prometheus.Collector.
+func (p PoolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := p.Pools.Stats()
+	ch <- prometheus.MustNewConstMetric(poolOpenDesc, prometheus.GaugeValue, float64(s.Open))
+	for ev, n := range map[string]int64{"hit": s.Hits, "miss": s.Misses, "eviction": s.Evictions, "open": s.Opens} {
+		ch <- prometheus.MustNewConstMetric(poolCountsDesc, prometheus.CounterValue, float64(n), ev)
+	}
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.InUse), "in_use")
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Idle), "idle")
+	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.TotalConns), "total")
+}

@@ -1,0 +1,76 @@
+// Package router is tenantgate's HTTP face: the public API on Fiber (routes.go
+// lists all of it), its middleware chain (request id, recover, deadline,
+// access log, authentication, tenant resolution) and the ops listener. It
+// turns errors into HTTP answers in one place, errors.go.
+package router
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+)
+
+// BodyLimit is the largest request body accepted (CONTRACT §3).
+const BodyLimit = 1 << 20
+
+// TenantLookup resolves an organization and its placement (the placement
+// cache, in production).
+type TenantLookup func(ctx context.Context, orgID string) (tenancy.Tenant, error)
+
+// Deps is what the public API needs.
+type Deps struct {
+	Catalog *catalog.Store
+	Tenants TenantLookup
+	Agents  *tenantdb.Agents
+	Tokens  *identity.Tokens
+	Log     *slog.Logger
+	Metrics *Metrics
+	// RequestTimeout bounds each request's work; default 10s.
+	RequestTimeout time.Duration
+	// BaseDomain enables <slug>.<BaseDomain> tenant hints when set.
+	BaseDomain string
+	// PasswordParams are the argon2id costs of new hashes.
+	PasswordParams identity.PasswordParams
+}
+
+// New returns the public API app.
+func New(d Deps) *fiber.App {
+	if d.RequestTimeout == 0 {
+		d.RequestTimeout = 10 * time.Second
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(nil)
+	}
+	app := newApp(d.Log)
+	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams)}
+	routes(app, s)
+	return app
+}
+
+// newApp is a Fiber app with timeouts (Fiber's defaults are unlimited, an
+// invitation to slowloris), the body limit and the one error handler.
+func newApp(log *slog.Logger) *fiber.App {
+	return fiber.New(fiber.Config{
+		AppName:               "tenantgate",
+		BodyLimit:             BodyLimit,
+		ReadTimeout:           15 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           90 * time.Second,
+		ReadBufferSize:        16 << 10,
+		DisableStartupMessage: true,
+		ErrorHandler:          errorHandler(log),
+	})
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	Deps
+	dummyHash string
+}

@@ -1,0 +1,131 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenantgate/tenantgate/tenancy"
+)
+
+const orgColumns = `o.id::text, o.slug, o.name, o.plan, o.status, d.kind, o.created_at`
+
+const orgFrom = ` FROM organizations o
+	JOIN placements p ON p.organization_id = o.id
+	JOIN databases d ON d.id = p.database_id `
+
+func scanOrg(row pgx.Row) (tenancy.Organization, error) {
+	var o tenancy.Organization
+	err := row.Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt)
+	return o, err
+}
+
+// NewOrganization is what CreateOrganization needs.
+type NewOrganization struct {
+	Slug, Name string
+	Plan       tenancy.Plan
+	Status     tenancy.Status
+	DatabaseID string
+	// Owner is created with the organization when OwnerEmail is set.
+	OwnerEmail, OwnerPasswordHash string
+}
+
+// CreateOrganization records an organization, its placement and, if given,
+// its owner, in one transaction. A taken slug or email is a conflict.
+func (s *Store) CreateOrganization(ctx context.Context, n NewOrganization) (tenancy.Organization, error) {
+	var org tenancy.Organization
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var id string
+		err := tx.QueryRow(ctx, `INSERT INTO organizations (slug, name, plan, status) VALUES ($1, $2, $3, $4) RETURNING id::text`,
+			n.Slug, n.Name, n.Plan, n.Status).Scan(&id)
+		if err != nil {
+			return interpret(err, fmt.Sprintf("organization %q", n.Slug))
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO placements (organization_id, database_id) VALUES ($1, $2)`, id, n.DatabaseID); err != nil {
+			return interpret(err, "placement")
+		}
+		if n.OwnerEmail != "" {
+			_, err := tx.Exec(ctx, `INSERT INTO users (organization_id, email, password_hash, role) VALUES ($1, $2, $3, 'owner')`,
+				id, NormalizeEmail(n.OwnerEmail), n.OwnerPasswordHash)
+			if err != nil {
+				return interpret(err, "user with this email")
+			}
+		}
+		org, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+orgFrom+`WHERE o.id = $1`, id))
+		return err
+	})
+	return org, err
+}
+
+// Organization returns the organization with id.
+func (s *Store) Organization(ctx context.Context, id string) (tenancy.Organization, error) {
+	o, err := scanOrg(s.pool.QueryRow(ctx, `SELECT `+orgColumns+orgFrom+`WHERE o.id = $1`, id))
+	return o, interpret(err, "organization")
+}
+
+// OrganizationBySlug returns the organization with slug.
+func (s *Store) OrganizationBySlug(ctx context.Context, slug string) (tenancy.Organization, error) {
+	o, err := scanOrg(s.pool.QueryRow(ctx, `SELECT `+orgColumns+orgFrom+`WHERE o.slug = $1`, slug))
+	return o, interpret(err, fmt.Sprintf("organization %q", slug))
+}
+
+// OrganizationDetail is an organization as operators see it.
+type OrganizationDetail struct {
+	tenancy.Organization
+	DatabaseID       string `json:"databaseId"`
+	Database         string `json:"database"`
+	Epoch            int64  `json:"epoch"`
+	Users            int    `json:"users"`
+	AgentMinutesUsed int64  `json:"agentMinutesUsed"`
+}
+
+// Organizations lists every organization with its placement, by slug.
+func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch,
+		(SELECT count(*) FROM users u WHERE u.organization_id = o.id), o.agent_minutes_used`+orgFrom+`ORDER BY o.slug`)
+	if err != nil {
+		return nil, interpret(err, "organizations")
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrganizationDetail, error) {
+		var d OrganizationDetail
+		o := &d.Organization
+		err := row.Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt,
+			&d.DatabaseID, &d.Database, &d.Epoch, &d.Users, &d.AgentMinutesUsed)
+		return d, err
+	})
+}
+
+// OrganizationDetailBySlug returns one organization as operators see it.
+func (s *Store) OrganizationDetailBySlug(ctx context.Context, slug string) (OrganizationDetail, error) {
+	all, err := s.Organizations(ctx)
+	if err != nil {
+		return OrganizationDetail{}, err
+	}
+	for _, o := range all {
+		if o.Slug == slug {
+			return o, nil
+		}
+	}
+	return OrganizationDetail{}, tenancy.Errorf(tenancy.CodeNotFound, "organization %q not found", slug)
+}
+
+// Placement returns where the organization's data lives.
+func (s *Store) Placement(ctx context.Context, orgID string) (tenancy.Placement, error) {
+	var p tenancy.Placement
+	err := s.pool.QueryRow(ctx, `
+		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state
+		FROM placements p JOIN databases d ON d.id = p.database_id
+		WHERE p.organization_id = $1`, orgID).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State)
+	return p, interpret(err, "placement")
+}
+
+// Tenant returns an organization with its placement, what a request needs
+// to be admitted and routed, in one query.
+func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error) {
+	var t tenancy.Tenant
+	o, p := &t.Organization, &t.Placement
+	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state`+orgFrom+`WHERE o.id = $1`, orgID).
+		Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt, &p.DatabaseID, &p.Epoch, &p.State)
+	p.OrganizationID, p.Kind = o.ID, o.Placement
+	return t, interpret(err, "organization")
+}

@@ -1,0 +1,41 @@
+package tenancy
+
+import "context"
+
+// Identity is who made a request, as proven by its credential.
+type Identity struct {
+	UserID         string
+	OrganizationID string
+	Role           Role
+	// TokenID is the JWT id of a session, empty for other credentials.
+	TokenID string
+}
+
+type ctxKey int
+
+const (
+	identityKey ctxKey = iota
+	tenantKey
+)
+
+// WithIdentity returns ctx carrying id.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey, id)
+}
+
+// IdentityFrom returns the identity in ctx, if any.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey).(Identity)
+	return id, ok
+}
+
+// WithTenant returns ctx carrying t.
+func WithTenant(ctx context.Context, t Tenant) context.Context {
+	return context.WithValue(ctx, tenantKey, t)
+}
+
+// TenantFrom returns the tenant in ctx, if any.
+func TenantFrom(ctx context.Context) (Tenant, bool) {
+	t, ok := ctx.Value(tenantKey).(Tenant)
+	return t, ok
+}

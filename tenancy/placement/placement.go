@@ -1,0 +1,92 @@
+// Package placement caches each organization with where its data lives. Entries
+// expire after a TTL and are dropped at once when a move broadcasts an
+// invalidation, so every gateway replica follows a move within the
+// broadcast's delay, or the TTL when the broadcast is lost.
+package placement
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+)
+
+// Source reads an organization and its placement from the catalog.
+type Source func(ctx context.Context, orgID string) (tenancy.Tenant, error)
+
+type entry struct {
+	t       tenancy.Tenant
+	expires time.Time
+}
+
+// Cache is an LRU of placements with a TTL.
+//
+// It does not use golang-lru's expirable cache: that one starts a goroutine
+// per cache that can never be stopped.
+type Cache struct {
+	lru    *lru.Cache[string, entry]
+	ttl    time.Duration
+	src    Source
+	flight singleflight.Group
+	now    func() time.Time
+
+	hits, misses atomic.Int64
+}
+
+// New returns a cache of at most size placements trusted for ttl.
+func New(size int, ttl time.Duration, src Source) *Cache {
+	c, err := lru.New[string, entry](size)
+	if err != nil {
+		panic(err) // only for size <= 0, a programming error
+	}
+	return &Cache{lru: c, ttl: ttl, src: src, now: time.Now}
+}
+
+// Lookup returns orgID's placement, from the cache when fresh. Concurrent
+// misses for one organization share a single catalog read.
+func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error) {
+	if e, ok := c.lru.Get(orgID); ok && c.now().Before(e.expires) {
+		c.hits.Add(1)
+		return e.t, nil
+	}
+	c.misses.Add(1)
+	v, err, _ := c.flight.Do(orgID, func() (any, error) {
+		// The shared call must not die with the first caller's request.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		p, err := c.src(ctx, orgID)
+		if err != nil {
+			return tenancy.Tenant{}, err
+		}
+		c.lru.Add(orgID, entry{t: p, expires: c.now().Add(c.ttl)})
+		return p, nil
+	})
+	if err != nil {
+		return tenancy.Tenant{}, err
+	}
+	return v.(tenancy.Tenant), nil
+}
+
+// Invalidate drops orgID's entry, or every entry when orgID is "".
+func (c *Cache) Invalidate(orgID string) {
+	if orgID == "" {
+		c.lru.Purge()
+		return
+	}
+	c.lru.Remove(orgID)
+}
+
+// Stats are the cache's counters since it started.
+type Stats struct {
+	Entries      int   `json:"entries"`
+	Hits, Misses int64 `json:"-"`
+}
+
+// Stats returns the cache's counters.
+func (c *Cache) Stats() Stats {
+	return Stats{Entries: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load()}
+}

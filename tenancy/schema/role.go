@@ -1,0 +1,67 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EnsureAppRole creates the application role tenant data is queried as:
+// LOGIN, but not superuser, no BYPASSRLS, no CREATEDB or CREATEROLE. If it
+// exists, its attributes are reset to those, so a role someone widened by
+// hand is narrowed again. Safe to run concurrently.
+func EnsureAppRole(ctx context.Context, conn *pgx.Conn, role, password string) error {
+	name := pgx.Identifier{role}.Sanitize()
+	_, err := conn.Exec(ctx, "CREATE ROLE "+name+" LOGIN")
+	if err != nil && !isAlreadyExists(err) {
+		return fmt.Errorf("schema: create role %s: %w", role, err)
+	}
+	attrs := "ALTER ROLE " + name + " LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
+	if _, err := conn.Exec(ctx, attrs); err != nil {
+		return fmt.Errorf("schema: alter role %s: %w", role, err)
+	}
+	if password != "" {
+		// Role passwords cannot be bound parameters; quote as a literal.
+		lit := "'" + escapeLiteral(password) + "'"
+		if _, err := conn.Exec(ctx, "ALTER ROLE "+name+" PASSWORD "+lit); err != nil {
+			return fmt.Errorf("schema: set password of role %s: %w", role, err)
+		}
+	}
+	return nil
+}
+
+func escapeLiteral(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
+
+// GrantApp lets role read and write the tenant tables of the database conn
+// is connected to, and nothing else: not the migration ledger, not DDL.
+func GrantApp(ctx context.Context, conn *pgx.Conn, role string) error {
+	name := pgx.Identifier{role}.Sanitize()
+	var db string
+	if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return fmt.Errorf("schema: grant: %w", err)
+	}
+	stmts := []string{
+		"REVOKE ALL ON DATABASE " + pgx.Identifier{db}.Sanitize() + " FROM PUBLIC",
+		"GRANT CONNECT, TEMPORARY ON DATABASE " + pgx.Identifier{db}.Sanitize() + " TO " + name,
+		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+		"GRANT USAGE ON SCHEMA public TO " + name,
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + name,
+		"REVOKE ALL ON TABLE schema_migrations FROM " + name,
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("schema: grant: %s: %w", s, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package tenancy
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Plan is an organization's commercial plan.
+type Plan string
+
+// Plans on sale. Enterprise tenants get a dedicated database.
+const (
+	PlanFree       Plan = "free"
+	PlanStarter    Plan = "starter"
+	PlanPro        Plan = "pro"
+	PlanEnterprise Plan = "enterprise"
+)
+
+// Plans lists every plan, cheapest first.
+var Plans = []Plan{PlanFree, PlanStarter, PlanPro, PlanEnterprise}
+
+// ParsePlan returns the plan named s or an invalid_request error.
+func ParsePlan(s string) (Plan, error) {
+	for _, p := range Plans {
+		if string(p) == s {
+			return p, nil
+		}
+	}
+	return "", Errorf(CodeInvalid, "plan: must be one of free, starter, pro, enterprise (got %q)", s)
+}
+
+// Dedicated reports whether tenants on this plan get a database of their own.
+func (p Plan) Dedicated() bool { return p == PlanEnterprise }
+
+// Limits are what a plan allows. Zero means "not set" in overrides.
+type Limits struct {
+	MaxAgents       int `json:"maxAgents"`
+	MaxAgentMinutes int `json:"maxAgentMinutes"`
+	RPS             int `json:"rps"`
+}
+
+// Status is an organization's lifecycle state.
+type Status string
+
+// Organization states.
+const (
+	StatusPending   Status = "pending"
+	StatusActive    Status = "active"
+	StatusSuspended Status = "suspended"
+)
+
+// Placement kinds: where an organization's rows live.
+const (
+	KindShared    = "shared"
+	KindDedicated = "dedicated"
+)
+
+// Organization is a tenant as the catalog knows it.
+type Organization struct {
+	ID        string    `json:"id"`
+	Slug      string    `json:"slug"`
+	Name      string    `json:"name"`
+	Plan      Plan      `json:"plan"`
+	Status    Status    `json:"status"`
+	Placement string    `json:"placement"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Placement says which database holds an organization's data.
+type Placement struct {
+	OrganizationID string
+	DatabaseID     string
+	Kind           string // KindShared or KindDedicated
+	// Epoch grows every time the organization moves; a stale cache entry
+	// carries an older epoch.
+	Epoch int64
+	// State is "ready", or "moving" while a tier move copies the data.
+	State string
+}
+
+// Placement states.
+const (
+	PlacementReady  = "ready"
+	PlacementMoving = "moving"
+)
+
+// Database is a Postgres database that holds tenant data.
+type Database struct {
+	ID   string
+	Name string
+	Kind string // KindShared or KindDedicated
+	// DSN connects as the schema owner; tenant traffic derives an
+	// application-role DSN from it.
+	DSN   string
+	State string
+	Dirty bool
+}
+
+// Role is a user's role within its organization.
+type Role string
+
+// Roles, strongest first.
+const (
+	RoleOwner  Role = "owner"
+	RoleAdmin  Role = "admin"
+	RoleMember Role = "member"
+)
+
+// AtLeast reports whether r is as strong as min.
+func (r Role) AtLeast(min Role) bool { return r.rank() >= min.rank() }
+
+func (r Role) rank() int {
+	switch r {
+	case RoleOwner:
+		return 3
+	case RoleAdmin:
+		return 2
+	case RoleMember:
+		return 1
+	}
+	return 0
+}
+
+// ParseRole returns the role named s or an invalid_request error.
+func ParseRole(s string) (Role, error) {
+	r := Role(s)
+	if r.rank() == 0 {
+		return "", Errorf(CodeInvalid, "role: must be one of owner, admin, member (got %q)", s)
+	}
+	return r, nil
+}
+
+// User is a person who belongs to one organization.
+type User struct {
+	ID             string    `json:"id"`
+	OrganizationID string    `json:"organizationId"`
+	Email          string    `json:"email"`
+	Role           Role      `json:"role"`
+	CreatedAt      time.Time `json:"createdAt"`
+}
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$`)
+
+// ValidateSlug checks that s can name an organization in URLs, hosts and
+// database names.
+func ValidateSlug(s string) error {
+	if !slugPattern.MatchString(s) {
+		return Errorf(CodeInvalid, "slug: must be 1-40 lowercase letters, digits or inner hyphens (got %q)", s)
+	}
+	return nil
+}
+
+// Tenant is a request's resolved organization and where its data lives.
+type Tenant struct {
+	Organization Organization
+	Placement    Placement
+}
+
+// String names the tenant in logs.
+func (t Tenant) String() string {
+	return fmt.Sprintf("%s(%s)", t.Organization.Slug, t.Organization.ID)
+}
