@@ -17,13 +17,14 @@ import (
 
 func TestBreakerOpensForOneDatabase(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ name, dsn func(t *testing.T) string }{
-		{name: func(*testing.T) string { return "missing database" }, dsn: func(t *testing.T) string { return dsnFor(t, dbName(t)) }},
-		{name: func(*testing.T) string { return "refused" }, dsn: func(*testing.T) string {
-			return "postgres://root@127.0.0.1:1/postgres?sslmode=disable"
-		}},
+	for _, tc := range []struct {
+		name string
+		dsn  func(t *testing.T) string
+	}{
+		{"missing database", func(t *testing.T) string { return dsnFor(t, dbName(t)) }},
+		{"refused", func(*testing.T) string { return "postgres://root@127.0.0.1:1/postgres?sslmode=disable" }},
 	} {
-		t.Run(tc.name(t), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			badDSN := tc.dsn(t)
 			_, goodDSN := newDB(t)

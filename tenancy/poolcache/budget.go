@@ -57,6 +57,11 @@ func (b *budget) take(ctx context.Context, reclaim func()) error {
 	tick := time.NewTicker(reclaimEvery)
 	defer tick.Stop()
 	for {
+		select {
+		case <-granted: // before reclaim, which would close a connection for nothing
+			return nil
+		default:
+		}
 		reclaim()
 		select {
 		case <-granted:

@@ -49,6 +49,7 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// orDefault sets *v to def when it is zero, negative or empty.
 func orDefault[T int | int32 | time.Duration | string](v *T, def T) {
 	var zero T
 	if *v <= zero {

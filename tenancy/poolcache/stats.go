@@ -1,5 +1,10 @@
 package poolcache
 
+import (
+	"slices"
+	"strings"
+)
+
 // Stats is a snapshot of a Cache.
 type Stats struct {
 	Open      int   // pools cached (pinned and LRU), not counting dropped ones still leased
@@ -59,5 +64,6 @@ func (c *Cache) Stats() Stats {
 		s.Idle += p.Idle
 	}
 	s.TotalConns = c.budget.inUse()
+	slices.SortFunc(s.Pools, func(a, b PoolStats) int { return strings.Compare(a.DatabaseID, b.DatabaseID) })
 	return s
 }

@@ -2,9 +2,11 @@ package schema
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // EnsureAppRole creates the application role tenant data is queried as:
@@ -17,9 +19,8 @@ func EnsureAppRole(ctx context.Context, conn *pgx.Conn, role, password string) e
 	if err != nil && !isAlreadyExists(err) {
 		return fmt.Errorf("schema: create role %s: %w", role, err)
 	}
-	attrs := "ALTER ROLE " + name + " LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION"
-	if _, err := conn.Exec(ctx, attrs); err != nil {
-		return fmt.Errorf("schema: alter role %s: %w", role, err)
+	if err := narrowRole(ctx, conn, role); err != nil {
+		return err
 	}
 	if password != "" {
 		// Role passwords cannot be bound parameters; quote as a literal.
@@ -29,6 +30,29 @@ func EnsureAppRole(ctx context.Context, conn *pgx.Conn, role, password string) e
 		}
 	}
 	return nil
+}
+
+// narrowRole strips any power beyond LOGIN from role. Roles are
+// cluster-wide, so inits of different catalogs on one server can race here:
+// ALTER only when needed, and retry Postgres' "tuple concurrently updated".
+func narrowRole(ctx context.Context, conn *pgx.Conn, role string) error {
+	for attempt := 0; ; attempt++ {
+		var wide bool
+		err := conn.QueryRow(ctx, `SELECT NOT rolcanlogin OR rolsuper OR rolbypassrls OR rolcreatedb OR rolcreaterole OR rolreplication
+			FROM pg_roles WHERE rolname = $1`, role).Scan(&wide)
+		if err != nil || !wide {
+			return err
+		}
+		_, err = conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{role}.Sanitize()+
+			" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION")
+		var pgErr *pgconn.PgError
+		if err == nil || attempt >= 5 || !errors.As(err, &pgErr) || pgErr.Code != "XX000" {
+			if err != nil {
+				return fmt.Errorf("schema: alter role %s: %w", role, err)
+			}
+			return nil
+		}
+	}
 }
 
 func escapeLiteral(s string) string {

@@ -1,0 +1,182 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/placement"
+	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
+	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+)
+
+const testSecret = "router-test-secret-router-test-secret"
+
+// cheap keeps password hashing out of the tests' time.
+var cheap = identity.PasswordParams{Memory: 64, Time: 1, Threads: 1}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// bundle is one test's running gateway over its own databases.
+type bundle struct {
+	env    *tenancytest.Env
+	app    *fiber.App
+	store  *catalog.Store
+	pools  *poolcache.Cache
+	prov   *provisioner.Provisioner
+	scope  *tenantdb.Scope
+	tokens *identity.Tokens
+	cfg    provisioner.Config
+}
+
+type setupOptions struct {
+	pools      poolcache.Config
+	baseDomain string
+}
+
+func setup(t testing.TB, opts ...setupOptions) *bundle {
+	t.Helper()
+	var o setupOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	ctx := testCtx(t)
+	e := tenancytest.NewEnv(t)
+	cfg := provisioner.Config{CatalogURL: e.CatalogURL, SharedURL: e.SharedURL, DedicatedServerURL: e.ServerURL,
+		DedicatedPrefix: e.DedicatedPrefix, AppRole: e.AppRole}
+	require.NoError(t, provisioner.Init(ctx, cfg, quiet))
+	catPool, err := pgxpool.New(ctx, e.CatalogURL)
+	require.NoError(t, err)
+	t.Cleanup(catPool.Close)
+	b := &bundle{env: e, store: catalog.New(catPool), cfg: cfg}
+	b.prov = provisioner.New(cfg, b.store, quiet)
+	o.pools.AppName = "tgtest-" + e.Prefix
+	b.pools = poolcache.New(o.pools, func(ctx context.Context, id string) (poolcache.Target, error) {
+		db, err := b.store.Database(ctx, id)
+		if err != nil {
+			return poolcache.Target{}, err
+		}
+		dsn, err := schema.WithUser(db.DSN, e.AppRole, "")
+		return poolcache.Target{DSN: dsn, Pinned: db.Kind == tenancy.KindShared}, err
+	}, quiet)
+	t.Cleanup(b.pools.Close)
+	b.tokens, err = identity.NewTokens(testSecret, nil, time.Hour)
+	require.NoError(t, err)
+	b.scope = tenantdb.NewScope(func(ctx context.Context, id string) (*pgxpool.Pool, func(error), error) {
+		l, err := b.pools.Lease(ctx, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return l.Pool(), l.Release, nil
+	})
+	placements := placement.New(1000, time.Minute, b.store.Tenant)
+	b.app = New(Deps{Catalog: b.store, Tenants: placements.Lookup, Agents: tenantdb.NewAgents(b.scope),
+		Tokens: b.tokens, Log: quiet, PasswordParams: cheap, BaseDomain: o.baseDomain})
+	return b
+}
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// org creates an organization with an owner and returns it with a token.
+type org struct {
+	tenancy.Organization
+	token string
+}
+
+func (b *bundle) org(t testing.TB, slug string, plan tenancy.Plan) org {
+	t.Helper()
+	hash, err := identity.HashPassword("password-"+slug, cheap)
+	require.NoError(t, err)
+	o, err := b.prov.CreateOrganization(testCtx(t), provisioner.CreateOrganization{
+		Slug: slug, Name: slug, Plan: plan, OwnerEmail: "owner@" + slug + ".test", OwnerPasswordHash: hash})
+	require.NoError(t, err)
+	res := b.do(t, "POST", "/api/auth/login", "", map[string]string{"email": "owner@" + slug + ".test", "password": "password-" + slug})
+	require.Equal(t, 200, res.status, res.text)
+	return org{Organization: o, token: res.json["token"].(string)}
+}
+
+// response is an answer with its body decoded.
+type response struct {
+	status int
+	header http.Header
+	text   string
+	json   map[string]any
+}
+
+// errorCode is the contract's error code of an error answer.
+func (r response) errorCode() string {
+	e, _ := r.json["error"].(map[string]any)
+	code, _ := e["code"].(string)
+	return code
+}
+
+// withoutRequestID is the body with the per-request id removed, so two
+// answers can be compared byte for byte.
+func (r response) withoutRequestID() string {
+	m := map[string]any{}
+	for k, v := range r.json {
+		if k != "requestId" {
+			m[k] = v
+		}
+	}
+	out, _ := json.Marshal(m)
+	return string(out)
+}
+
+func (b *bundle) do(t testing.TB, method, path, token string, body any, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(v)
+	case []byte:
+		rd = bytes.NewReader(v)
+	default:
+		raw, err := json.Marshal(v)
+		require.NoError(t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i] == "Host" {
+			req.Host = headers[i+1] // net/http ignores a Host header field
+			continue
+		}
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := b.app.Test(req, -1)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	r := response{status: res.StatusCode, header: res.Header, text: string(raw)}
+	if len(raw) > 0 {
+		_ = json.Unmarshal(raw, &r.json)
+	}
+	return r
+}
