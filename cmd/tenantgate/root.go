@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.PersistentPreRunE = c.bindFlags
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
@@ -44,15 +45,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return root.ExecuteContext(ctx)
 }
 
+const configKey = "tenantgate/config-key"
+
 // flag defines a string flag named after a config key (dots and
-// underscores become dashes) and binds it, so flags beat environment,
-// file and defaults.
+// underscores become dashes). bindFlags binds it when its command runs, so
+// flags beat environment, file and defaults.
 func (c *cli) flag(fs *pflag.FlagSet, key, usage string) {
 	name := strings.NewReplacer(".", "-", "_", "-").Replace(key)
 	fs.String(name, "", usage+" ("+key+")")
-	if err := c.v.BindPFlag(key, fs.Lookup(name)); err != nil {
-		panic(err) // only for a flag that does not exist, a programming error
-	}
+	_ = fs.SetAnnotation(name, configKey, []string{key})
+}
+
+// bindFlags binds the running command's flags to their keys. Binding at
+// definition would not do: several commands define --http-addr, and the
+// last binding of a key would win for all of them.
+func (c *cli) bindFlags(cmd *cobra.Command, _ []string) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if keys := f.Annotations[configKey]; len(keys) == 1 && err == nil {
+			err = c.v.BindPFlag(keys[0], f)
+		}
+	})
+	return err
 }
 
 // config loads and validates the configuration.

@@ -81,8 +81,8 @@ func New(cfg Config, src Source, log *slog.Logger) *Cache {
 }
 
 // Lease borrows the pool of databaseID, opening it on first use. The caller
-// must Release it when its work is done. It fails fast with a tenant_unavailable
-// error while the database's breaker is open.
+// must Release it when its work is done. It fails fast with a
+// tenant_unavailable error while the database's breaker is open.
 func (c *Cache) Lease(ctx context.Context, databaseID string) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
