@@ -130,7 +130,9 @@ func TestDev(t *testing.T) {
 	defer cancel()
 	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"dev", "--http-addr", httpAddr, "--admin-addr", adminAddr}, &out, &bytes.Buffer{}) }()
+	go func() {
+		done <- run(ctx, []string{"dev", "--http-addr", httpAddr, "--admin-addr", adminAddr}, &out, &bytes.Buffer{})
+	}()
 	waitHealthy(t, "http://"+adminAddr+"/healthz")
 	for _, slug := range []string{"acme", "initech"} {
 		token := login(t, "http://"+httpAddr, "owner@"+slug+".test", demoPassword)
