@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -17,6 +19,18 @@ const requestIDKey = "requestId"
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
+// Request ids are a random per-process prefix and a counter: unique across
+// replicas and restarts without reading crypto/rand on every request. They
+// identify, they do not authorize, so they need not be unguessable.
+var (
+	requestIDPrefix = uuid.NewString()[:8]
+	requestCounter  atomic.Uint64
+)
+
+func newRequestID() string {
+	return requestIDPrefix + "-" + strconv.FormatUint(requestCounter.Add(1), 36)
+}
+
 // requestID returns the request's id, making one if no middleware has (an
 // error raised by fasthttp before the chain runs still gets one).
 func requestID(c *fiber.Ctx) string {
@@ -26,7 +40,7 @@ func requestID(c *fiber.Ctx) string {
 	// The incoming header is cloned: fasthttp reuses its buffer.
 	id := strings.Clone(c.Get(fiber.HeaderXRequestID))
 	if !requestIDPattern.MatchString(id) {
-		id = uuid.NewString()
+		id = newRequestID()
 	}
 	c.Locals(requestIDKey, id)
 	c.Set(fiber.HeaderXRequestID, id)

@@ -41,6 +41,7 @@ type bundle struct {
 	pools  *poolcache.Cache
 	prov   *provisioner.Provisioner
 	scope  *tenantdb.Scope
+	agents *tenantdb.Agents
 	tokens *identity.Tokens
 	cfg    provisioner.Config
 }
@@ -48,6 +49,7 @@ type bundle struct {
 type setupOptions struct {
 	pools      poolcache.Config
 	baseDomain string
+	log        *slog.Logger // default: discard
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -86,8 +88,12 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 		return l.Pool(), l.Release, nil
 	})
 	placements := placement.New(1000, time.Minute, b.store.Tenant)
-	b.app = New(Deps{Catalog: b.store, Tenants: placements.Lookup, Agents: tenantdb.NewAgents(b.scope),
-		Tokens: b.tokens, Log: quiet, PasswordParams: cheap, BaseDomain: o.baseDomain})
+	if o.log == nil {
+		o.log = quiet
+	}
+	b.agents = tenantdb.NewAgents(b.scope)
+	b.app = New(Deps{Catalog: b.store, Tenants: placements.Lookup, Agents: b.agents,
+		Tokens: b.tokens, Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain})
 	return b
 }
 

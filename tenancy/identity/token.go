@@ -6,11 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/tenantgate/tenantgate/tenancy"
 )
+
+// leeway forgives clock skew between replicas.
+const leeway = 5 * time.Second
 
 // Token issuer and audience: a token minted for anything else is refused.
 const (
@@ -34,14 +39,32 @@ type Tokens struct {
 	ttl     time.Duration
 	now     func() time.Time
 	parser  *jwt.Parser
+	// verified remembers tokens whose signature and claims passed, until
+	// they expire: checking an HMAC and decoding claims on every request is
+	// most of what authentication costs. Revocation is checked elsewhere,
+	// on every request, cached or not.
+	verified *lru.Cache[string, verifiedToken]
 }
+
+type verifiedToken struct {
+	id       tenancy.Identity
+	expires  time.Time
+	notYetOK time.Time
+}
+
+// verifiedCacheSize bounds the verified-token cache (a few MB).
+const verifiedCacheSize = 20_000
 
 // NewTokens returns Tokens signing with secret and also accepting previous.
 func NewTokens(secret string, previous []string, ttl time.Duration) (*Tokens, error) {
 	if len(secret) < 32 {
 		return nil, errors.New("identity: jwt_secret must be at least 32 bytes")
 	}
-	t := &Tokens{current: kid(secret), keys: map[string][]byte{}, ttl: ttl, now: time.Now}
+	verified, err := lru.New[string, verifiedToken](verifiedCacheSize)
+	if err != nil {
+		return nil, err
+	}
+	t := &Tokens{current: kid(secret), keys: map[string][]byte{}, ttl: ttl, now: time.Now, verified: verified}
 	t.keys[t.current] = []byte(secret)
 	for _, p := range previous {
 		if p != "" {
@@ -54,7 +77,7 @@ func NewTokens(secret string, previous []string, ttl time.Duration) (*Tokens, er
 		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(Audience),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(func() time.Time { return t.now() }),
 	)
 	return t, nil
@@ -98,18 +121,39 @@ var ErrInvalidToken = errors.New("identity: invalid token")
 // Verify checks a token's signature, algorithm, expiry, issuer and audience
 // and returns the identity it proves.
 func (t *Tokens) Verify(raw string) (tenancy.Identity, error) {
+	if v, ok := t.verified.Get(raw); ok {
+		now := t.now()
+		if now.Before(v.expires) && !now.Before(v.notYetOK) {
+			return v.id, nil
+		}
+		t.verified.Remove(raw)
+	}
+	id, c, err := t.verify(raw)
+	if err != nil {
+		return id, err
+	}
+	// The key is cloned: raw may be a view of a reused request buffer.
+	nbf := time.Time{}
+	if c.NotBefore != nil {
+		nbf = c.NotBefore.Add(-leeway)
+	}
+	t.verified.Add(strings.Clone(raw), verifiedToken{id: id, expires: c.ExpiresAt.Add(leeway), notYetOK: nbf})
+	return id, nil
+}
+
+func (t *Tokens) verify(raw string) (tenancy.Identity, *Claims, error) {
 	var c Claims
 	_, err := t.parser.ParseWithClaims(raw, &c, t.keyFor)
 	if err != nil {
-		return tenancy.Identity{}, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return tenancy.Identity{}, nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
 	if c.Subject == "" || c.OrganizationID == "" || c.ID == "" {
-		return tenancy.Identity{}, fmt.Errorf("%w: missing sub, org or jti", ErrInvalidToken)
+		return tenancy.Identity{}, nil, fmt.Errorf("%w: missing sub, org or jti", ErrInvalidToken)
 	}
 	if _, err := tenancy.ParseRole(string(c.Role)); err != nil {
-		return tenancy.Identity{}, fmt.Errorf("%w: bad role", ErrInvalidToken)
+		return tenancy.Identity{}, nil, fmt.Errorf("%w: bad role", ErrInvalidToken)
 	}
-	return tenancy.Identity{UserID: c.Subject, OrganizationID: c.OrganizationID, Role: c.Role, TokenID: c.ID}, nil
+	return tenancy.Identity{UserID: c.Subject, OrganizationID: c.OrganizationID, Role: c.Role, TokenID: c.ID}, &c, nil
 }
 
 func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {

@@ -95,3 +95,38 @@ func TestPassword(t *testing.T) {
 	require.NotEqual(t, h, h2, "salted")
 	require.Error(t, CheckPassword("plain", "plain"))
 }
+
+// TestVerifiedCacheHonoursExpiry: a cached token still expires.
+func TestVerifiedCacheHonoursExpiry(t *testing.T) {
+	t.Parallel()
+	tk, _ := NewTokens(secret, nil, time.Minute)
+	now := time.Now()
+	tk.now = func() time.Time { return now }
+	raw, _, _ := tk.Issue(user)
+	_, err := tk.Verify(raw)
+	require.NoError(t, err)
+	_, err = tk.Verify(raw)
+	require.NoError(t, err, "served from the cache")
+	now = now.Add(2 * time.Minute)
+	_, err = tk.Verify(raw)
+	require.ErrorIs(t, err, ErrInvalidToken, "expired even though cached")
+
+	// A tampered copy of a cached token is not a cache hit.
+	now = time.Now()
+	raw, _, _ = tk.Issue(user)
+	_, err = tk.Verify(raw)
+	require.NoError(t, err)
+	_, err = tk.Verify(raw[:len(raw)-2] + "xx")
+	require.ErrorIs(t, err, ErrInvalidToken)
+}
+
+func BenchmarkVerify(b *testing.B) {
+	tk, _ := NewTokens(secret, nil, time.Hour)
+	raw, _, _ := tk.Issue(user)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tk.Verify(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
