@@ -4,15 +4,9 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
 // TestMain checks that serve and dev stop every goroutine they start.
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// fasthttp's clock for Date headers runs for the life of the process.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		// A stopped server's idle-worker sweeper notices the stop only when
-		// its 10 s sleep ends; it exits then, on its own.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-	)
-}
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, tenancytest.FasthttpLeaks...) }

@@ -6,10 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,54 +16,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
-// dbPrefix starts the name of every database these tests create.
-const dbPrefix = "tgpc_"
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func TestMain(m *testing.M) {
-	if err := sweepStale(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "poolcache tests: PostgreSQL:", err)
-		os.Exit(1)
-	}
-	goleak.VerifyTestMain(m)
-}
-
-func adminURL() string {
-	if u := os.Getenv("TENANTGATE_TEST_DATABASE_URL"); u != "" {
-		return u
-	}
-	return "postgres://root@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
-// sweepStale drops databases left by runs that died more than an hour ago;
-// younger ones may belong to a run in progress.
-func sweepStale(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, adminURL())
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "select datname from pg_database where datname like 'tgpc\\_%'")
-	if err != nil {
-		return err
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		parts := strings.SplitN(name, "_", 3)
-		born, err := strconv.ParseInt(parts[1], 10, 64)
-		if err != nil || time.Since(time.Unix(born, 0)) < time.Hour {
-			continue
-		}
-		if _, err := conn.Exec(ctx, "drop database if exists "+pgx.Identifier{name}.Sanitize()+" with (force)"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// adminURL is the test server, connected to as a superuser.
+func adminURL() string { return tenancytest.ServerURL() }
 
 func randomHex(n int) string {
 	b := make([]byte, n)
@@ -91,11 +47,7 @@ func adminExec(t testing.TB, sql string, args ...any) {
 // exists by then, when the test ends. Call it before newCache so that the
 // drop runs after the cache has closed.
 func dbName(t testing.TB) string {
-	name := fmt.Sprintf("%s%d_%s", dbPrefix, time.Now().Unix(), randomHex(4))
-	t.Cleanup(func() {
-		adminExec(t, "drop database if exists "+pgx.Identifier{name}.Sanitize()+" with (force)")
-	})
-	return name
+	return tenancytest.NewEnv(t).Prefix + "db"
 }
 
 func createDB(t testing.TB, name string) {
@@ -110,10 +62,9 @@ func newDB(t testing.TB) (string, string) {
 }
 
 func dsnFor(t testing.TB, database string) string {
-	u, err := url.Parse(adminURL())
+	dsn, err := schema.WithDatabase(adminURL(), database)
 	require.NoError(t, err)
-	u.Path = "/" + database
-	return u.String()
+	return dsn
 }
 
 // source serves fixed targets and counts the lookups.
