@@ -33,6 +33,7 @@ type Config struct {
 	AppRole         string `mapstructure:"app_role"`          // role tenant data is queried as; default tenantgate_app
 	AppRolePassword string `mapstructure:"app_role_password"` // its password; empty for trust/peer auth
 	RedisURL        string `mapstructure:"redis_url"`         // empty: single-replica, in-process
+	RedisPrefix     string `mapstructure:"redis_prefix"`      // starts every Redis key and channel; default tenantgate:
 	HTTPAddr        string `mapstructure:"http_addr"`         // default :8080
 	AdminAddr       string `mapstructure:"admin_addr"`        // default 127.0.0.1:9090
 	AdminToken      string `mapstructure:"admin_token"`       // empty: /admin/* answers 403
@@ -76,6 +77,7 @@ var defaults = map[string]any{
 	"app_role":                           "tenantgate_app",
 	"app_role_password":                  "",
 	"redis_url":                          "",
+	"redis_prefix":                       "tenantgate:",
 	"http_addr":                          ":8080",
 	"admin_addr":                         "127.0.0.1:9090",
 	"admin_token":                        "",

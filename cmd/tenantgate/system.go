@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -57,15 +58,12 @@ func openCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, *catalo
 
 // gateway is everything `serve` runs, built from the configuration.
 type gateway struct {
-	catalogPool *pgxpool.Pool
-	store       *catalog.Store
-	pools       *poolcache.Cache
-	bus         broadcast.Bus
-	redis       *redis.Client
-	public, ops interface {
-		Listen(addr string) error
-		ShutdownWithTimeout(time.Duration) error
-	}
+	catalogPool      *pgxpool.Pool
+	store            *catalog.Store
+	pools            *poolcache.Cache
+	bus              broadcast.Bus
+	redis            *redis.Client
+	public, ops      *fiber.App
 	stopInvalidation func()
 }
 
@@ -94,7 +92,7 @@ func newGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (*gate
 			return nil, fmt.Errorf("redis_url: %w", err)
 		}
 		g.redis = redis.NewClient(opts)
-		g.bus = broadcast.NewRedis(g.redis, "tenantgate:", log)
+		g.bus = broadcast.NewRedis(g.redis, cfg.RedisPrefix, log)
 		degradable["redis"] = func(ctx context.Context) error { return g.redis.Ping(ctx).Err() }
 	} else {
 		g.bus = broadcast.NewLocal()

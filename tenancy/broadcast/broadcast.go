@@ -90,6 +90,14 @@ func (r *Redis) Publish(ctx context.Context, channel string, payload []byte) err
 // messages to fn. go-redis reconnects on its own after Redis comes back.
 func (r *Redis) Subscribe(channel string, fn func([]byte)) func() {
 	ps := r.client.Subscribe(context.Background(), r.prefix+channel)
+	// Wait for Redis to confirm, so a message published right after
+	// Subscribe returns is not missed. With Redis away, go on: the channel
+	// below subscribes when it comes back.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if _, err := ps.Receive(ctx); err != nil {
+		r.log.Warn("redis subscribe not confirmed; will retry in the background", "channel", channel, "err", err)
+	}
+	cancel()
 	r.mu.Lock()
 	r.subs = append(r.subs, ps)
 	r.mu.Unlock()

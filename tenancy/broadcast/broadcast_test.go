@@ -35,7 +35,6 @@ func conformance(t *testing.T, a, b Bus) {
 	stop := b.Subscribe("placement", func(p []byte) { got <- string(p) })
 	other := b.Subscribe("other", func(p []byte) { got <- "other:" + string(p) })
 	defer other()
-	time.Sleep(100 * time.Millisecond) // a Redis SUBSCRIBE is asynchronous
 	require.NoError(t, a.Publish(context.Background(), "placement", []byte("org-1")))
 	select {
 	case p := <-got:
