@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -31,16 +32,24 @@ func (s *server) handleLogin(c *fiber.Ctx) error {
 	if err := decode(c, &req); err != nil {
 		return err
 	}
-	if req.Email == "" || req.Password == "" {
-		return tenancy.Errorf(tenancy.CodeInvalid, "email and password: are required")
+	if err := text("email", req.Email, true, 320); err != nil {
+		return err
+	}
+	if err := text("password", req.Password, true, 1024); err != nil {
+		return err
 	}
 	ctx := c.UserContext()
+	release, err := s.hashSlot(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	cred, err := s.Catalog.UserByEmail(ctx, req.Email)
 	if err != nil && tenancy.ErrorCode(err) != tenancy.CodeNotFound {
 		return err
 	}
 	hash := cred.PasswordHash
-	if err != nil {
+	if tenancy.ErrorCode(err) == tenancy.CodeNotFound {
 		hash = s.dummyHash
 	}
 	if perr := identity.CheckPassword(hash, req.Password); err != nil || perr != nil {
@@ -81,4 +90,20 @@ func (s *server) handleMe(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(meResponse{User: u, Organization: org})
+}
+
+// hashSlot bounds how many password hashes run at once: each argon2id
+// check takes 19 MiB and a core for tens of milliseconds, so an unbounded
+// burst of logins could exhaust the gateway's memory. A request that cannot
+// get a slot within a second is told to retry.
+func (s *server) hashSlot(ctx context.Context) (release func(), err error) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+		return func() { <-s.hashSlots }, nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, &tenancy.Error{Code: tenancy.CodeRateLimited, Message: "too many logins at once; retry shortly", RetryAfter: time.Second}
 }

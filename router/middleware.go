@@ -67,7 +67,9 @@ func (s *server) observe(c *fiber.Ctx) error {
 		plan = string(t.Organization.Plan)
 	}
 	elapsed := time.Since(start)
-	s.Metrics.observe(c.Method(), route, status, plan, elapsed)
+	// The method is cloned: it is a view of fasthttp's reused buffer, and
+	// Prometheus keeps label values.
+	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, elapsed)
 	s.Log.Info("request", "requestId", id, "method", c.Method(), "path", c.Path(), "route", route,
 		"status", status, "durationMs", float64(elapsed.Microseconds())/1000, "organizationId", t.Organization.ID)
 	return nil
@@ -124,6 +126,9 @@ func (s *server) resolveTenant(c *fiber.Ctx) error {
 		// Never confirm that the hinted organization exists.
 		return tenancy.ErrNotFound
 	}
+	if !t.Placement.DatabaseReady {
+		return tenancy.Unavailable(fmt.Errorf("database %s is dirty or not ready", t.Placement.DatabaseID), 30*time.Second)
+	}
 	switch t.Organization.Status {
 	case tenancy.StatusPending:
 		return tenancy.Errorf(tenancy.CodePending, "the organization is on the waitlist and not yet approved")
@@ -157,11 +162,13 @@ func tenantOf(c *fiber.Ctx) (tenancy.Tenant, tenancy.Identity) {
 	return t, id
 }
 
-// pathID returns the :id parameter, which must be a UUID.
+// pathID returns the :id parameter, which must be a UUID, in canonical
+// form (uuid.Parse also takes urn:uuid: and braces, which Postgres does
+// not); the result is a fresh string, safe to keep.
 func pathID(c *fiber.Ctx) (string, error) {
-	id := c.Params("id")
-	if uuid.Validate(id) != nil {
+	id, err := uuid.Parse(c.Params("id"))
+	if err != nil {
 		return "", tenancy.Errorf(tenancy.CodeInvalid, "id: must be a UUID")
 	}
-	return strings.Clone(id), nil
+	return id.String(), nil
 }

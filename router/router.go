@@ -6,10 +6,13 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -49,7 +52,8 @@ func New(d Deps) *fiber.App {
 		d.Metrics = NewMetrics(nil)
 	}
 	app := newApp(d.Log)
-	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams)}
+	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams),
+		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	routes(app, s)
 	return app
 }
@@ -57,7 +61,7 @@ func New(d Deps) *fiber.App {
 // newApp is a Fiber app with timeouts (Fiber's defaults are unlimited, an
 // invitation to slowloris), the body limit and the one error handler.
 func newApp(log *slog.Logger) *fiber.App {
-	return fiber.New(fiber.Config{
+	app := fiber.New(fiber.Config{
 		AppName:               "tenantgate",
 		BodyLimit:             BodyLimit,
 		ReadTimeout:           15 * time.Second,
@@ -67,10 +71,39 @@ func newApp(log *slog.Logger) *fiber.App {
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(log),
 	})
+	refuseUnknownMethods(app)
+	return app
+}
+
+// refuseUnknownMethods answers a request with a method Fiber does not know
+// in the contract's error shape; Fiber itself would answer in plain text
+// before any middleware runs.
+func refuseUnknownMethods(app *fiber.App) {
+	known := map[string]bool{}
+	for _, m := range app.Config().RequestMethods {
+		known[m] = true
+	}
+	srv := app.Server()
+	next := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		if known[string(ctx.Method())] {
+			next(ctx)
+			return
+		}
+		var body errorBody
+		body.Error.Code, body.Error.Message = tenancy.CodeInvalid, "unsupported HTTP method"
+		body.RequestID = newRequestID()
+		raw, _ := json.Marshal(body)
+		ctx.Response.Header.Set(fiber.HeaderXRequestID, body.RequestID)
+		ctx.SetContentType(fiber.MIMEApplicationJSON)
+		ctx.SetStatusCode(fiber.StatusBadRequest)
+		ctx.SetBody(raw)
+	}
 }
 
 // server holds the handlers' dependencies.
 type server struct {
 	Deps
 	dummyHash string
+	hashSlots chan struct{} // see hashSlot
 }

@@ -50,6 +50,8 @@ type setupOptions struct {
 	pools      poolcache.Config
 	baseDomain string
 	log        *slog.Logger // default: discard
+	timeout    time.Duration
+	metrics    *Metrics
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -93,7 +95,8 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	}
 	b.agents = tenantdb.NewAgents(b.scope)
 	b.app = New(Deps{Catalog: b.store, Tenants: placements.Lookup, Agents: b.agents,
-		Tokens: b.tokens, Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain})
+		Tokens: b.tokens, Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain,
+		RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }
 

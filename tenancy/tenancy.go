@@ -77,6 +77,10 @@ type Placement struct {
 	Epoch int64
 	// State is "ready", or "moving" while a tier move copies the data.
 	State string
+	// DatabaseReady is false while the database is dirty (a migration
+	// failed) or not in service: its tenants are refused, never served
+	// against the wrong schema.
+	DatabaseReady bool
 }
 
 // Placement states.

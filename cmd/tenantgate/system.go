@@ -122,6 +122,9 @@ func poolSource(store *catalog.Store, cfg config.Config) poolcache.Source {
 		if err != nil {
 			return poolcache.Target{}, err
 		}
+		if db.Dirty || db.State != "ready" {
+			return poolcache.Target{}, tenancy.Unavailable(fmt.Errorf("database %s is dirty or %s", db.Name, db.State), 30*time.Second)
+		}
 		dsn, err := schema.WithUser(db.DSN, cfg.AppRole, cfg.AppRolePassword)
 		if err != nil {
 			return poolcache.Target{}, err

@@ -38,8 +38,14 @@ func interpret(err error, what string) error {
 		return tenancy.Wrap(err, tenancy.CodeNotFound, what+" not found")
 	}
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return tenancy.Wrap(err, tenancy.CodeConflict, what+" already exists")
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return tenancy.Wrap(err, tenancy.CodeConflict, what+" already exists")
+		case "22021", "22P05", "22P02":
+			// Bad encoding, NUL, or text that is not the column's type.
+			return tenancy.Wrap(err, tenancy.CodeInvalid, "a value is not valid for "+what)
+		}
 	}
 	return fmt.Errorf("catalog: %s: %w", what, err)
 }

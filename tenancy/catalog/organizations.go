@@ -113,9 +113,9 @@ func (s *Store) OrganizationDetailBySlug(ctx context.Context, slug string) (Orga
 func (s *Store) Placement(ctx context.Context, orgID string) (tenancy.Placement, error) {
 	var p tenancy.Placement
 	err := s.pool.QueryRow(ctx, `
-		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state
+		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state, d.state = 'ready' AND NOT d.dirty
 		FROM placements p JOIN databases d ON d.id = p.database_id
-		WHERE p.organization_id = $1`, orgID).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State)
+		WHERE p.organization_id = $1`, orgID).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State, &p.DatabaseReady)
 	return p, interpret(err, "placement")
 }
 
@@ -124,8 +124,9 @@ func (s *Store) Placement(ctx context.Context, orgID string) (tenancy.Placement,
 func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error) {
 	var t tenancy.Tenant
 	o, p := &t.Organization, &t.Placement
-	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state`+orgFrom+`WHERE o.id = $1`, orgID).
-		Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt, &p.DatabaseID, &p.Epoch, &p.State)
+	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state,
+		d.state = 'ready' AND NOT d.dirty`+orgFrom+`WHERE o.id = $1`, orgID).
+		Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt, &p.DatabaseID, &p.Epoch, &p.State, &p.DatabaseReady)
 	p.OrganizationID, p.Kind = o.ID, o.Placement
 	return t, interpret(err, "organization")
 }

@@ -35,6 +35,10 @@ type Cache struct {
 	now    func() time.Time
 
 	hits, misses atomic.Int64
+	// generation grows with every invalidation. A lookup that was already
+	// reading the catalog when one arrived may hold the old placement: it
+	// answers its callers but does not cache what it read.
+	generation atomic.Uint64
 }
 
 // New returns a cache of at most size placements trusted for ttl.
@@ -58,11 +62,14 @@ func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error
 		// The shared call must not die with the first caller's request.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
+		gen := c.generation.Load()
 		p, err := c.src(ctx, orgID)
 		if err != nil {
 			return tenancy.Tenant{}, err
 		}
-		c.lru.Add(orgID, entry{t: p, expires: c.now().Add(c.ttl)})
+		if c.generation.Load() == gen {
+			c.lru.Add(orgID, entry{t: p, expires: c.now().Add(c.ttl)})
+		}
 		return p, nil
 	})
 	if err != nil {
@@ -73,10 +80,13 @@ func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error
 
 // Invalidate drops orgID's entry, or every entry when orgID is "".
 func (c *Cache) Invalidate(orgID string) {
+	c.generation.Add(1)
 	if orgID == "" {
 		c.lru.Purge()
 		return
 	}
+	// Later lookups must not join one that started before the change.
+	c.flight.Forget(orgID)
 	c.lru.Remove(orgID)
 }
 

@@ -98,3 +98,38 @@ func BenchmarkLookupHit(b *testing.B) {
 		}
 	})
 }
+
+// TestInvalidateDuringLookup: an invalidation that arrives while a lookup
+// reads the catalog is not undone by that lookup caching what it read.
+func TestInvalidateDuringLookup(t *testing.T) {
+	t.Parallel()
+	var epoch atomic.Int64
+	epoch.Store(1)
+	reading := make(chan struct{})
+	proceed := make(chan struct{})
+	var first atomic.Bool
+	first.Store(true)
+	c := New(10, time.Hour, func(ctx context.Context, orgID string) (tenancy.Tenant, error) {
+		e := epoch.Load()
+		if first.CompareAndSwap(true, false) {
+			close(reading)
+			<-proceed
+		}
+		return tenancy.Tenant{Placement: tenancy.Placement{Epoch: e}}, nil
+	})
+	done := make(chan tenancy.Tenant)
+	go func() {
+		p, _ := c.Lookup(context.Background(), "org")
+		done <- p
+	}()
+	<-reading
+	epoch.Store(2) // the move commits…
+	c.Invalidate("org")
+	fresh, err := c.Lookup(context.Background(), "org") // …and a new lookup does not join the old one
+	require.NoError(t, err)
+	require.EqualValues(t, 2, fresh.Placement.Epoch)
+	close(proceed)
+	require.EqualValues(t, 1, (<-done).Placement.Epoch, "the old lookup answers what it read")
+	p, _ := c.Lookup(context.Background(), "org")
+	require.EqualValues(t, 2, p.Placement.Epoch, "but did not cache it over the invalidation")
+}

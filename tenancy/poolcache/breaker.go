@@ -83,8 +83,8 @@ func (c *Cache) recordLocked(id string, probe, failed bool, err error) breakerCh
 
 // IsConnectionError reports whether err says that a database cannot be
 // reached or cannot serve, as opposed to a failing statement: a connect
-// error, a network error, a deadline that expired while connecting or
-// waiting for a connection, or SQLSTATE class 08 (connection exception),
+// error (a connect timeout included), a network error, or SQLSTATE class 08
+// (connection exception),
 // 28 (invalid authorization), 57P01-57P03 (shutdown, cannot connect now)
 // or 3D000 (database does not exist).
 func IsConnectionError(err error) bool {
@@ -105,8 +105,15 @@ func IsConnectionError(err error) bool {
 		// statement was slow, which is no sign of an unreachable database.
 		return false
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// A bare deadline (itself a net.Error) is what a request gets when
+		// it waited too long for a busy pool: one tenant's load must not
+		// open the breaker of a database others share. A connect that
+		// timed out is a ConnectError, counted above.
+		return false
+	}
 	var netErr net.Error
-	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded)
+	return errors.As(err, &netErr)
 }
 
 func connectionSQLState(code string) bool {

@@ -128,8 +128,9 @@ func TestIsConnectionError(t *testing.T) {
 		{pgErr("42P01"), false},
 		{fmt.Errorf("wrapped: %w", pgErr("57P02")), true},
 		{&net.OpError{Op: "dial", Err: errors.New("refused")}, true},
-		{context.DeadlineExceeded, true},
-		{fmt.Errorf("acquire: %w", context.DeadlineExceeded), true},
+		{context.DeadlineExceeded, false}, // waiting for a busy pool
+		{fmt.Errorf("acquire: %w", context.DeadlineExceeded), false},
+		{&pgconn.ConnectError{Config: &pgconn.Config{}}, true},
 		{context.Canceled, false},
 		{fmt.Errorf("%w: %w", poolcache.ErrBudgetExhausted, context.DeadlineExceeded), false},
 	} {

@@ -42,10 +42,11 @@ func decodeCursor(s string) (cursor, error) {
 		return cursor{}, bad
 	}
 	t, err := time.Parse(time.RFC3339Nano, at)
-	if err != nil || uuid.Validate(id) != nil {
+	u, uerr := uuid.Parse(id)
+	if err != nil || uerr != nil {
 		return cursor{}, bad
 	}
-	return cursor{at: t, id: id}, nil
+	return cursor{at: t, id: u.String()}, nil
 }
 
 // bounds returns the page's keyset lower bound; the zero cursor sorts first.

@@ -80,16 +80,18 @@ func writable(t tenancy.Tenant) error {
 	return nil
 }
 
-func (s *Scope) run(ctx context.Context, t tenancy.Tenant, fn func(*pgxpool.Pool) error) error {
+func (s *Scope) run(ctx context.Context, t tenancy.Tenant, fn func(*pgxpool.Pool) error) (err error) {
 	if t.Organization.ID == "" || t.Placement.DatabaseID == "" {
 		return fmt.Errorf("tenantdb: unresolved tenant %v", t)
 	}
 	pool, release, err := s.lease(ctx, t.Placement.DatabaseID)
 	if err != nil {
-		return err
+		return interpret(err)
 	}
+	// Deferred so a panicking callback still returns its lease: a lease
+	// never returned keeps an evicted pool, and its connections, forever.
+	defer func() { release(err) }()
 	err = fn(pool)
-	release(err)
 	return interpret(err)
 }
 
@@ -105,6 +107,10 @@ func interpret(err error) error {
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tenancy.ErrNotFound
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The request's deadline passed, most often waiting for a busy pool.
+		return tenancy.Unavailable(err, time.Second)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
