@@ -1,7 +1,11 @@
 package router
 
 import (
+	"net/http/httptest"
+	"time"
+
 	"encoding/json"
+	"github.com/gofiber/fiber/v2"
 	"io"
 	"net"
 	"net/http"
@@ -142,4 +146,30 @@ func TestBodyLimit(t *testing.T) {
 	// Just under the limit is not refused for size.
 	r := b.do(t, "POST", "/api/agents", o.token, `{"name":"ok","description":"`+strings.Repeat("d", 1000)+`"}`)
 	require.Equal(t, 201, r.status, r.text)
+}
+
+// TestPanicIsA500InContractShape: a handler that panics answers 500
+// "internal" with the request id, and the process goes on serving.
+func TestPanicIsA500InContractShape(t *testing.T) {
+	t.Parallel()
+	s := &server{Deps: Deps{Log: quiet, Metrics: NewMetrics(nil), RequestTimeout: time.Second}}
+	app := newApp(quiet)
+	app.Use(s.observe, s.recover, s.deadline)
+	app.Get("/boom", func(c *fiber.Ctx) error { panic("kaboom: secret detail") })
+	app.Get("/fine", func(c *fiber.Ctx) error { return c.SendString("ok") })
+	for range 2 {
+		res, err := app.Test(httptest.NewRequest("GET", "/boom", nil), -1)
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		require.Equal(t, 500, res.StatusCode)
+		var body map[string]any
+		require.NoError(t, json.Unmarshal(raw, &body))
+		require.Equal(t, "internal", body["error"].(map[string]any)["code"])
+		require.NotContains(t, string(raw), "secret detail", "panic details stay in the log")
+		require.Equal(t, res.Header.Get("X-Request-Id"), body["requestId"])
+	}
+	res, err := app.Test(httptest.NewRequest("GET", "/fine", nil), -1)
+	require.NoError(t, err)
+	require.Equal(t, 200, res.StatusCode)
 }

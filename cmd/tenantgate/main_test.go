@@ -98,6 +98,7 @@ func TestOperatorFlow(t *testing.T) {
 
 	// serve answers, then shuts down gracefully when its context ends.
 	t.Setenv("TENANTGATE_JWT_SECRET", "e2e-secret-e2e-secret-e2e-secret-e2e")
+	t.Setenv("TENANTGATE_HTTP_ADDR", "127.0.0.1:1") // the flag below must win
 	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
