@@ -15,12 +15,12 @@ type listResponse[T any] struct {
 	NextCursor *string `json:"nextCursor"`
 }
 
-func page(c *fiber.Ctx) (tenantdb.Page, error) {
-	p := tenantdb.Page{Cursor: strings.Clone(c.Query("cursor"))}
+func page(c *fiber.Ctx) (tenancy.Page, error) {
+	p := tenancy.Page{Cursor: strings.Clone(c.Query("cursor"))}
 	if raw := c.Query("limit"); raw != "" {
 		n, err := strconv.Atoi(raw)
-		if err != nil || n < 1 || n > tenantdb.MaxLimit {
-			return p, tenancy.Errorf(tenancy.CodeInvalid, "limit: must be an integer between 1 and %d", tenantdb.MaxLimit)
+		if err != nil || n < 1 || n > tenancy.MaxLimit {
+			return p, tenancy.Errorf(tenancy.CodeInvalid, "limit: must be an integer between 1 and %d", tenancy.MaxLimit)
 		}
 		p.Limit = n
 	}

@@ -73,7 +73,7 @@ func BenchmarkLoadGatewayVsBare(b *testing.B) {
 func bareApp(agents *tenantdb.Agents, tenants map[string]tenancy.Tenant) *fiber.App {
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Get("/bare/:kind", func(c *fiber.Ctx) error {
-		agentList, next, err := agents.List(c.UserContext(), tenants[c.Params("kind")], tenantdb.Page{})
+		agentList, next, err := agents.List(c.UserContext(), tenants[c.Params("kind")], tenancy.Page{})
 		if err != nil {
 			return err
 		}

@@ -45,8 +45,8 @@ func scanAgent(row pgx.Row, a *Agent) error {
 
 // List returns one page of the tenant's agents, oldest first, and the cursor
 // of the next page ("" on the last).
-func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p Page) ([]Agent, string, error) {
-	after, limit, err := p.bounds()
+func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p tenancy.Page) ([]Agent, string, error) {
+	after, limit, err := p.Bounds()
 	if err != nil {
 		return nil, "", err
 	}
@@ -54,7 +54,7 @@ func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p Page) ([]Agent, s
 	err = s.scope.Read(ctx, t, func(b *pgx.Batch) {
 		b.Queue(`SELECT `+agentColumns+` FROM agents
 			WHERE organization_id = $1 AND deleted_at IS NULL AND (created_at, id) > ($2, $3)
-			ORDER BY created_at, id LIMIT $4`, t.Organization.ID, after.at, after.id, limit+1).
+			ORDER BY created_at, id LIMIT $4`, t.Organization.ID, after.At, after.ID, limit+1).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var a Agent
@@ -73,7 +73,7 @@ func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p Page) ([]Agent, s
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(last.CreatedAt, last.ID)
+		next = tenancy.EncodeCursor(last.CreatedAt, last.ID)
 	}
 	return out, next, nil
 }
