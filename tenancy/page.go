@@ -68,3 +68,14 @@ func (p Page) Bounds() (Cursor, int, error) {
 	c, err := decodeCursor(p.Cursor)
 	return c, limit, err
 }
+
+// PageOf trims a list read with limit+1 rows to the page and returns the
+// cursor of the next page, "" on the last.
+func PageOf[T any](items []T, limit int, key func(T) (time.Time, string)) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	at, id := key(items[limit-1])
+	return items, EncodeCursor(at, id)
+}

@@ -165,3 +165,20 @@ type Tenant struct {
 func (t Tenant) String() string {
 	return fmt.Sprintf("%s(%s)", t.Organization.Slug, t.Organization.ID)
 }
+
+// Change kinds of the change feed: what a replica must forget or refuse.
+const (
+	ChangeOrganization = "organization" // subject: organization id; its cached tenant is stale
+	ChangeUser         = "user"         // subject: user id; its cached state is stale
+	ChangeToken        = "token"        // subject: a revoked session's jti; Until: its expiry
+	ChangeKey          = "key"          // subject: an API key's prefix; its cached record is stale
+)
+
+// Change is one entry of the change feed.
+type Change struct {
+	ID      int64     `json:"id"`
+	Kind    string    `json:"kind"`
+	Subject string    `json:"subject"`
+	Until   time.Time `json:"until,omitzero"`
+	At      time.Time `json:"at"`
+}

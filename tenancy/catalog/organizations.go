@@ -130,3 +130,33 @@ func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error
 	p.OrganizationID, p.Kind = o.ID, o.Placement
 	return t, interpret(err, "organization")
 }
+
+// SetOrganizationStatus moves an organization from one of the states in
+// from to status, and returns it; from any other state it is a conflict.
+func (s *Store) SetOrganizationStatus(ctx context.Context, slug string, status tenancy.Status, from ...tenancy.Status) (tenancy.Organization, error) {
+	fromText := make([]string, len(from))
+	for i, f := range from {
+		fromText[i] = string(f)
+	}
+	var id, current string
+	err := s.pool.QueryRow(ctx, `
+		WITH o AS (SELECT id, status FROM organizations WHERE slug = $1 FOR UPDATE)
+		UPDATE organizations SET status = CASE WHEN o.status = ANY($3) THEN $2 ELSE o.status END, updated_at = now()
+		FROM o WHERE organizations.id = o.id RETURNING o.id::text, o.status`, slug, status, fromText).Scan(&id, &current)
+	if err != nil {
+		return tenancy.Organization{}, interpret(err, fmt.Sprintf("organization %q", slug))
+	}
+	if current != string(status) && !containsStatus(from, tenancy.Status(current)) {
+		return tenancy.Organization{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q is %s", slug, current)
+	}
+	return s.Organization(ctx, id)
+}
+
+func containsStatus(list []tenancy.Status, s tenancy.Status) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

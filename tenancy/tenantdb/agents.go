@@ -69,12 +69,7 @@ func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p tenancy.Page) ([]
 	if err != nil {
 		return nil, "", err
 	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		last := out[limit-1]
-		next = tenancy.EncodeCursor(last.CreatedAt, last.ID)
-	}
+	out, next := tenancy.PageOf(out, limit, func(a Agent) (time.Time, string) { return a.CreatedAt, a.ID })
 	return out, next, nil
 }
 

@@ -1,0 +1,4 @@
+DROP INDEX IF EXISTS users_list_idx;
+DROP TABLE IF EXISTS changes;
+DROP TABLE IF EXISTS revoked_tokens;
+DROP TABLE IF EXISTS api_keys;
