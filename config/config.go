@@ -42,7 +42,8 @@ type Config struct {
 	JWTTTL          time.Duration `mapstructure:"jwt_ttl"`         // default 1h
 	RequestTimeout  time.Duration `mapstructure:"request_timeout"` // per-request deadline; default 10s
 	BaseDomain      string        `mapstructure:"base_domain"`
-	LogLevel        string        `mapstructure:"log_level"` // debug, info, warn, error; default info
+	ProxyHeader     string        `mapstructure:"proxy_header"` // client address header set by a trusted proxy; empty: the connection's
+	LogLevel        string        `mapstructure:"log_level"`    // debug, info, warn, error; default info
 	Signup          struct {
 		Mode string `mapstructure:"mode"` // open or waitlist; default waitlist
 	} `mapstructure:"signup"`
@@ -53,6 +54,11 @@ type Config struct {
 		DedicatedConns int           `mapstructure:"dedicated_conns"` // per dedicated pool; default 4
 		ConnectTimeout time.Duration `mapstructure:"connect_timeout"` // default 2s
 	} `mapstructure:"pools"`
+	Login struct {
+		MaxFailures      int           `mapstructure:"max_failures"`        // per account and client address per window; default 5
+		MaxFailuresPerIP int           `mapstructure:"max_failures_per_ip"` // per client address, any account; default 30
+		Window           time.Duration `mapstructure:"window"`              // default 15m
+	} `mapstructure:"login"`
 	Placement struct {
 		TTL time.Duration `mapstructure:"ttl"` // how long a cached placement is trusted without invalidation; default 30s
 	} `mapstructure:"placement"`
@@ -86,6 +92,7 @@ var defaults = map[string]any{
 	"jwt_ttl":                            "1h",
 	"request_timeout":                    "10s",
 	"base_domain":                        "",
+	"proxy_header":                       "",
 	"log_level":                          "info",
 	"signup.mode":                        "waitlist",
 	"pools.max_open":                     64,
@@ -94,6 +101,9 @@ var defaults = map[string]any{
 	"pools.dedicated_conns":              4,
 	"pools.connect_timeout":              "2s",
 	"placement.ttl":                      "30s",
+	"login.max_failures":                 5,
+	"login.max_failures_per_ip":          30,
+	"login.window":                       "15m",
 	"stripe.webhook_secret":              "",
 	"stripe.prices":                      map[string]string{},
 	"stripe.grace_period":                "72h",
@@ -214,7 +224,9 @@ func (c Config) Validate() error {
 	errs = append(errs, positive("pools.max_open", c.Pools.MaxOpen), positive("pools.max_total_conns", c.Pools.MaxTotalConns),
 		positive("pools.shared_conns", c.Pools.SharedConns), positive("pools.dedicated_conns", c.Pools.DedicatedConns))
 	errs = append(errs, positiveDuration("jwt_ttl", c.JWTTTL), positiveDuration("request_timeout", c.RequestTimeout),
-		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL))
+		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
+		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
+		positiveDuration("login.window", c.Login.Window))
 	for _, p := range []string{"free", "starter", "pro", "enterprise"} {
 		l := c.Plans[p]
 		errs = append(errs, positive("plans."+p+".max_agents", l.MaxAgents),

@@ -1,6 +1,8 @@
 package router
 
 import (
+	"bufio"
+	"fmt"
 	"net/http/httptest"
 	"time"
 
@@ -127,14 +129,19 @@ func TestBodyLimit(t *testing.T) {
 	t.Cleanup(func() { _ = b.app.Shutdown() })
 
 	for _, size := range []int{BodyLimit + 1, 2 << 20} {
-		body := `{"name":"` + strings.Repeat("x", size) + `"}`
-		req, err := http.NewRequest("POST", "http://"+ln.Addr().String()+"/api/agents", strings.NewReader(body))
+		// A raw connection: the server answers as soon as it has read the
+		// headers, and a client still writing the body could see the reset
+		// before the answer.
+		conn, err := net.Dial("tcp", ln.Addr().String())
 		require.NoError(t, err)
-		req.Header.Set("Authorization", "Bearer "+o.token)
-		res, err := http.DefaultClient.Do(req)
+		_, err = fmt.Fprintf(conn, "POST /api/agents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"+
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n{\"name\":\"", o.token, size)
+		require.NoError(t, err)
+		res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		require.NoError(t, err)
 		raw, _ := io.ReadAll(res.Body)
 		res.Body.Close()
+		conn.Close()
 		require.Equal(t, 413, res.StatusCode, string(raw))
 		var parsed map[string]any
 		require.NoError(t, json.Unmarshal(raw, &parsed))
@@ -153,7 +160,7 @@ func TestBodyLimit(t *testing.T) {
 func TestPanicIsA500InContractShape(t *testing.T) {
 	t.Parallel()
 	s := &server{Deps: Deps{Log: quiet, Metrics: NewMetrics(nil), RequestTimeout: time.Second}}
-	app := newApp(quiet)
+	app := newApp(quiet, "")
 	app.Use(s.observe, s.recover, s.deadline)
 	app.Get("/boom", func(c *fiber.Ctx) error { panic("kaboom: secret detail") })
 	app.Get("/fine", func(c *fiber.Ctx) error { return c.SendString("ok") })

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/identity"
 )
 
 const requestIDKey = "requestId"
@@ -96,18 +98,76 @@ func (s *server) deadline(c *fiber.Ctx) error {
 
 var errUnauthorized = tenancy.Errorf(tenancy.CodeUnauthorized, "missing, malformed, expired or revoked credentials")
 
-// authenticate proves who is calling from the Authorization header.
+// maxCredential bounds the Authorization value we parse: a real token or
+// key is a few hundred bytes.
+const maxCredential = 4096
+
+// authenticate proves who is calling: a session (Bearer JWT, not revoked,
+// its user still there, with the user's current role) or a program (Key).
 func (s *server) authenticate(c *fiber.Ctx) error {
 	scheme, cred, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
-	if !strings.EqualFold(scheme, "Bearer") || cred == "" {
+	if cred == "" || len(cred) > maxCredential {
 		return errUnauthorized
 	}
-	id, err := s.Tokens.Verify(cred)
+	var id tenancy.Identity
+	var err error
+	switch {
+	case strings.EqualFold(scheme, "Bearer"):
+		id, err = s.session(c.UserContext(), cred)
+	case strings.EqualFold(scheme, "Key"):
+		id, err = s.program(c.UserContext(), cred)
+	default:
+		err = errUnauthorized
+	}
 	if err != nil {
-		return tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
+		return err
 	}
 	c.SetUserContext(tenancy.WithIdentity(c.UserContext(), id))
 	return c.Next()
+}
+
+func (s *server) session(ctx context.Context, token string) (tenancy.Identity, error) {
+	id, err := s.Tokens.Verify(token)
+	if err != nil {
+		return id, tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
+	}
+	if s.Revocations.Revoked(id.TokenID) {
+		return id, errUnauthorized
+	}
+	// The user as it is now: deleted users are refused and a changed role
+	// applies to tokens issued before the change.
+	u, err := s.Principals.User(ctx, id.UserID)
+	if tenancy.ErrorCode(err) == tenancy.CodeNotFound || (err == nil && u.OrganizationID != id.OrganizationID) {
+		return id, errUnauthorized
+	}
+	if err != nil {
+		return id, err
+	}
+	id.Role = u.Role
+	return id, nil
+}
+
+func (s *server) program(ctx context.Context, key string) (tenancy.Identity, error) {
+	rec, err := s.Keys.Verify(ctx, key)
+	if errors.Is(err, identity.ErrInvalidKey) {
+		return tenancy.Identity{}, tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
+	}
+	if err != nil {
+		return tenancy.Identity{}, err
+	}
+	s.KeyUsed(rec.ID)
+	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: rec.Role, KeyID: rec.ID}, nil
+}
+
+// requireRole refuses callers below min with 403.
+func requireRole(min tenancy.Role) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		id, _ := tenancy.IdentityFrom(c.UserContext())
+		if !id.Role.AtLeast(min) {
+			return tenancy.Errorf(tenancy.CodeForbidden, "this needs the %s role or higher", min)
+		}
+		return c.Next()
+	}
 }
 
 // resolveTenant finds the caller's organization and where its data lives,

@@ -31,7 +31,7 @@ type OpsDeps struct {
 
 // NewOps returns the ops app: health, readiness, metrics and the admin API.
 func NewOps(d OpsDeps) *fiber.App {
-	app := newApp(d.Log)
+	app := newApp(d.Log, "")
 	o := &ops{d}
 	app.Use(func(c *fiber.Ctx) error {
 		requestID(c)

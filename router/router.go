@@ -18,6 +18,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+	"github.com/tenantgate/tenantgate/tenancy/throttle"
 )
 
 // BodyLimit is the largest request body accepted (CONTRACT §3).
@@ -27,18 +28,50 @@ const BodyLimit = 1 << 20
 // cache, in production).
 type TenantLookup func(ctx context.Context, orgID string) (tenancy.Tenant, error)
 
+// Publisher records a change every replica must apply (tenancy/changes).
+type Publisher interface {
+	Publish(ctx context.Context, kind, subject string, until time.Time) error
+}
+
+// OrganizationCreator places a new organization with its owner (the
+// provisioner, in production).
+type OrganizationCreator func(ctx context.Context, slug, name, ownerEmail, ownerPasswordHash string, status tenancy.Status) (tenancy.Organization, error)
+
+// LoginPolicy throttles failed logins.
+type LoginPolicy struct {
+	MaxFailures      int // per account and client address in a window
+	MaxFailuresPerIP int // per client address, any account
+	Window           time.Duration
+}
+
 // Deps is what the public API needs.
 type Deps struct {
-	Catalog *catalog.Store
-	Tenants TenantLookup
-	Agents  *tenantdb.Agents
-	Tokens  *identity.Tokens
+	Catalog     *catalog.Store
+	Tenants     TenantLookup
+	Agents      *tenantdb.Agents
+	Tokens      *identity.Tokens
+	Keys        *identity.Keys
+	Principals  *identity.Principals
+	Revocations *identity.Revocations
+	Changes     Publisher
+	Throttle    throttle.Counter
+	Login       LoginPolicy
+	// SignupMode is "open" or "waitlist".
+	SignupMode string
+	// CreateOrganization serves signups.
+	CreateOrganization OrganizationCreator
+	// KeyUsed records, in the background, that an API key was used.
+	KeyUsed func(keyID string)
 	Log     *slog.Logger
 	Metrics *Metrics
 	// RequestTimeout bounds each request's work; default 10s.
 	RequestTimeout time.Duration
 	// BaseDomain enables <slug>.<BaseDomain> tenant hints when set.
 	BaseDomain string
+	// ProxyHeader names the header holding the client's address (e.g.
+	// X-Forwarded-For) when the gateway sits behind a trusted proxy; empty
+	// uses the connection's address. Throttles key on it.
+	ProxyHeader string
 	// PasswordParams are the argon2id costs of new hashes.
 	PasswordParams identity.PasswordParams
 }
@@ -51,7 +84,13 @@ func New(d Deps) *fiber.App {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(nil)
 	}
-	app := newApp(d.Log)
+	if d.Login.Window == 0 {
+		d.Login = LoginPolicy{MaxFailures: 5, MaxFailuresPerIP: 30, Window: 15 * time.Minute}
+	}
+	if d.KeyUsed == nil {
+		d.KeyUsed = func(string) {}
+	}
+	app := newApp(d.Log, d.ProxyHeader)
 	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams),
 		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 	routes(app, s)
@@ -60,14 +99,17 @@ func New(d Deps) *fiber.App {
 
 // newApp is a Fiber app with timeouts (Fiber's defaults are unlimited, an
 // invitation to slowloris), the body limit and the one error handler.
-func newApp(log *slog.Logger) *fiber.App {
+func newApp(log *slog.Logger, proxyHeader string) *fiber.App {
 	app := fiber.New(fiber.Config{
-		AppName:               "tenantgate",
-		BodyLimit:             BodyLimit,
-		ReadTimeout:           15 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           90 * time.Second,
-		ReadBufferSize:        16 << 10,
+		ProxyHeader:  proxyHeader,
+		AppName:      "tenantgate",
+		BodyLimit:    BodyLimit,
+		ReadTimeout:  15 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  90 * time.Second,
+		// Headers up to 72 KiB: an oversized credential must still reach
+		// authentication and get a 401, not a transport error.
+		ReadBufferSize:        72 << 10,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(log),
 	})

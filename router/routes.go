@@ -1,15 +1,21 @@
 package router
 
-import "github.com/gofiber/fiber/v2"
+import (
+	"github.com/gofiber/fiber/v2"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+)
 
 // routes lists the whole public API.
 func routes(app *fiber.App, s *server) {
 	app.Use(s.observe, s.recover, s.deadline)
 
 	api := app.Group("/api")
+	api.Post("/auth/signup", s.handleSignup)
 	api.Post("/auth/login", s.handleLogin)
 
 	authed := api.Group("", s.authenticate)
+	authed.Post("/auth/logout", s.handleLogout)
 	authed.Get("/auth/me", s.handleMe)
 
 	tenant := authed.Group("", s.resolveTenant)
@@ -18,4 +24,15 @@ func routes(app *fiber.App, s *server) {
 	tenant.Get("/agents/:id", s.handleAgentGet)
 	tenant.Patch("/agents/:id", s.handleAgentUpdate)
 	tenant.Delete("/agents/:id", s.handleAgentDelete)
+
+	// Roles are checked per route: a group's middleware would also run for
+	// unknown paths under it and answer 403 where 404 is due.
+	admin := requireRole(tenancy.RoleAdmin)
+	tenant.Get("/api-keys", admin, s.handleKeyList)
+	tenant.Post("/api-keys", admin, s.handleKeyCreate)
+	tenant.Delete("/api-keys/:id", admin, s.handleKeyRevoke)
+	tenant.Get("/users", admin, s.handleUserList)
+	tenant.Post("/users", admin, s.handleUserCreate)
+	tenant.Patch("/users/:id", admin, s.handleUserUpdate)
+	tenant.Delete("/users/:id", admin, s.handleUserDelete)
 }

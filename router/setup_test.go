@@ -17,13 +17,16 @@ import (
 
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+	"github.com/tenantgate/tenantgate/tenancy/throttle"
 )
 
 const testSecret = "router-test-secret-router-test-secret"
@@ -42,8 +45,16 @@ type bundle struct {
 	prov   *provisioner.Provisioner
 	scope  *tenantdb.Scope
 	agents *tenantdb.Agents
-	tokens *identity.Tokens
-	cfg    provisioner.Config
+
+	placements  *placement.Cache
+	keys        *identity.Keys
+	principals  *identity.Principals
+	revocations *identity.Revocations
+	bus         *broadcast.Local
+	feed        *changes.Feed
+	touches     *catalog.KeyTouches
+	tokens      *identity.Tokens
+	cfg         provisioner.Config
 }
 
 type setupOptions struct {
@@ -52,6 +63,8 @@ type setupOptions struct {
 	log        *slog.Logger // default: discard
 	timeout    time.Duration
 	metrics    *Metrics
+	signupMode string // default open
+	login      LoginPolicy
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -89,14 +102,45 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 		}
 		return l.Pool(), l.Release, nil
 	})
-	placements := placement.New(1000, time.Minute, b.store.Tenant)
 	if o.log == nil {
 		o.log = quiet
 	}
+	if o.signupMode == "" {
+		o.signupMode = "open"
+	}
+	b.placements = placement.New(1000, time.Minute, b.store.Tenant)
+	b.keys = identity.NewKeys(func(ctx context.Context, prefix string) (identity.KeyRecord, error) {
+		k, err := b.store.APIKeyByPrefix(ctx, prefix)
+		return identity.KeyRecord(k), err
+	}, 1000, time.Minute, 10*time.Second)
+	b.principals = identity.NewPrincipals(b.store.User, 1000, time.Minute)
+	b.revocations = identity.NewRevocations()
+	b.bus = broadcast.NewLocal()
+	b.feed = changes.New(b.store, b.bus, quiet)
+	stopFeed := b.feed.Follow(func(c tenancy.Change) {
+		switch c.Kind {
+		case tenancy.ChangeOrganization:
+			b.placements.Invalidate(c.Subject)
+		case tenancy.ChangeUser:
+			b.principals.Forget(c.Subject)
+		case tenancy.ChangeToken:
+			b.revocations.Add(c.Subject, c.Until)
+		case tenancy.ChangeKey:
+			b.keys.Forget(c.Subject)
+		}
+	})
+	t.Cleanup(stopFeed)
+	b.touches = b.store.NewKeyTouches(quiet)
 	b.agents = tenantdb.NewAgents(b.scope)
-	b.app = New(Deps{Catalog: b.store, Tenants: placements.Lookup, Agents: b.agents,
-		Tokens: b.tokens, Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain,
-		RequestTimeout: o.timeout, Metrics: o.metrics})
+	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Agents: b.agents,
+		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
+		Throttle: throttle.NewLocal(10_000), Login: o.login, SignupMode: o.signupMode,
+		CreateOrganization: func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
+			return b.prov.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
+				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
+		},
+		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP",
+		Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }
 

@@ -1,14 +1,23 @@
 package tenancy
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Identity is who made a request, as proven by its credential.
 type Identity struct {
+	// UserID is the session's user, or the user who created an API key
+	// (empty if that user is gone).
 	UserID         string
 	OrganizationID string
 	Role           Role
 	// TokenID is the JWT id of a session, empty for other credentials.
 	TokenID string
+	// ExpiresAt is when a session token expires.
+	ExpiresAt time.Time
+	// KeyID is the API key of a program's request, empty for sessions.
+	KeyID string
 }
 
 type ctxKey int

@@ -195,3 +195,47 @@ func login(t *testing.T, base, email, password string) string {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&out))
 	return out.Token
 }
+
+// TestWaitlistApproval: a waitlisted signup is let in by `tenants approve`,
+// and `suspend`/`resume` take effect on the running gateway.
+func TestWaitlistApproval(t *testing.T) {
+	env(t)
+	t.Setenv("TENANTGATE_JWT_SECRET", "waitlist-secret-waitlist-secret-waitl")
+	t.Setenv("TENANTGATE_SIGNUP_MODE", "waitlist")
+	_, _, err := tg(t, "init")
+	require.NoError(t, err)
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--http-addr", httpAddr, "--admin-addr", adminAddr}, &bytes.Buffer{}, &bytes.Buffer{})
+	}()
+	defer func() {
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	waitHealthy(t, "http://"+adminAddr+"/healthz")
+	base := "http://" + httpAddr
+	res := call(t, "POST", base+"/api/auth/signup", "",
+		`{"email":"hopeful@wait.test","password":"hopeful-password","organizationName":"Hopeful","organizationSlug":"hopeful"}`)
+	require.Equal(t, 202, res.StatusCode)
+	token := login(t, base, "hopeful@wait.test", "hopeful-password")
+	require.Equal(t, 403, call(t, "GET", base+"/api/agents", token, "").StatusCode)
+
+	out, _, err := tg(t, "tenants", "approve", "hopeful")
+	require.NoError(t, err)
+	require.Contains(t, out, "active")
+	require.Eventually(t, func() bool { return call(t, "GET", base+"/api/agents", token, "").StatusCode == 200 },
+		5*time.Second, 50*time.Millisecond, "approved: the gateway lets it in")
+
+	_, _, err = tg(t, "tenants", "suspend", "hopeful")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return call(t, "GET", base+"/api/agents", token, "").StatusCode == 403 },
+		5*time.Second, 50*time.Millisecond, "suspended")
+	_, _, err = tg(t, "tenants", "approve", "hopeful")
+	require.ErrorContains(t, err, "suspended", "approve does not lift a suspension")
+	_, _, err = tg(t, "tenants", "resume", "hopeful")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return call(t, "GET", base+"/api/agents", token, "").StatusCode == 200 },
+		5*time.Second, 50*time.Millisecond, "resumed")
+}

@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/config"
@@ -17,12 +21,17 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
-// TestInvalidationAcrossReplicas: two gateways share Redis; a placement
-// invalidation published by one makes the other drop its cached tenant at
-// once, instead of serving it stale until the TTL.
-func TestInvalidationAcrossReplicas(t *testing.T) {
+// replicas starts two gateways over one catalog and the given Redis, with
+// an organization whose owner is logged in.
+type replicas struct {
+	a, b  *gateway
+	org   tenancy.Organization
+	token string
+}
+
+func twoReplicas(t *testing.T, redisURL string) *replicas {
 	e := env(t)
-	t.Setenv("TENANTGATE_REDIS_URL", tenancytest.RedisURL())
+	t.Setenv("TENANTGATE_REDIS_URL", redisURL)
 	t.Setenv("TENANTGATE_REDIS_PREFIX", e.RedisPrefix)
 	t.Setenv("TENANTGATE_JWT_SECRET", "replica-secret-replica-secret-replica")
 	t.Setenv("TENANTGATE_PLACEMENT_TTL", "1h") // only an invalidation can refresh
@@ -32,38 +41,116 @@ func TestInvalidationAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	require.NoError(t, provisioner.Init(ctx, provisionerConfig(cfg), log))
-
-	a, err := newGateway(ctx, cfg, log)
+	r := &replicas{}
+	r.a, err = newGateway(ctx, cfg, log)
 	require.NoError(t, err)
-	defer a.close()
-	b, err := newGateway(ctx, cfg, log)
+	t.Cleanup(r.a.close)
+	r.b, err = newGateway(ctx, cfg, log)
 	require.NoError(t, err)
-	defer b.close()
-
+	t.Cleanup(r.b.close)
 	hash, err := identity.HashPassword("replica-password", identity.PasswordParams{Memory: 64, Time: 1, Threads: 1})
 	require.NoError(t, err)
-	org, err := provisioner.New(provisionerConfig(cfg), a.store, log).CreateOrganization(ctx, provisioner.CreateOrganization{
+	r.org, err = provisioner.New(provisionerConfig(cfg), r.a.store, log).CreateOrganization(ctx, provisioner.CreateOrganization{
 		Slug: "replicated", Name: "R", Plan: tenancy.PlanFree, OwnerEmail: "o@replicated.test", OwnerPasswordHash: hash})
 	require.NoError(t, err)
-	tokens, err := identity.NewTokens(cfg.JWTSecret, nil, time.Hour)
-	require.NoError(t, err)
-	token, _, err := tokens.Issue(tenancy.User{ID: "00000000-0000-0000-0000-000000000001", OrganizationID: org.ID, Role: tenancy.RoleOwner})
-	require.NoError(t, err)
+	res := r.call(t, r.a, "POST", "/api/auth/login", "", `{"email":"o@replicated.test","password":"replica-password"}`)
+	require.Equal(t, 200, res.status)
+	r.token = res.token
+	return r
+}
 
-	get := func() int {
-		req := httptest.NewRequest("GET", "/api/agents", nil)
+type result struct {
+	status int
+	token  string
+}
+
+func (r *replicas) call(t *testing.T, g *gateway, method, path, token, body string) result {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
-		res, err := b.public.Test(req, -1)
-		require.NoError(t, err)
-		res.Body.Close()
-		return res.StatusCode
 	}
-	require.Equal(t, 200, get(), "replica b caches the active tenant")
-	_, err = a.catalogPool.Exec(ctx, `UPDATE organizations SET status = 'suspended' WHERE id = $1`, org.ID)
+	res, err := g.public.Test(req, -1)
 	require.NoError(t, err)
-	require.Equal(t, 200, get(), "control: without an invalidation b still serves its cached tenant")
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	out := result{status: res.StatusCode}
+	if i := strings.Index(string(raw), `"token":"`); i >= 0 {
+		out.token = strings.SplitN(string(raw[i+9:]), `"`, 2)[0]
+	}
+	return out
+}
 
-	require.NoError(t, a.bus.Publish(ctx, placementChannel, []byte(org.ID)))
-	require.Eventually(t, func() bool { return get() == 403 }, 5*time.Second, 20*time.Millisecond,
-		"after a's broadcast, b refuses the suspended tenant")
+func (r *replicas) get(t *testing.T, g *gateway) int {
+	return r.call(t, g, "GET", "/api/agents", r.token, "").status
+}
+
+// TestInvalidationAcrossReplicas: a change published by one replica makes
+// the other drop its cached tenant at once, not after the TTL.
+func TestInvalidationAcrossReplicas(t *testing.T) {
+	r := twoReplicas(t, tenancytest.RedisURL())
+	ctx := context.Background()
+	require.Equal(t, 200, r.get(t, r.b), "replica b caches the active tenant")
+	_, err := r.a.catalogPool.Exec(ctx, `UPDATE organizations SET status = 'suspended' WHERE id = $1`, r.org.ID)
+	require.NoError(t, err)
+	require.Equal(t, 200, r.get(t, r.b), "control: without a change b still serves its cached tenant")
+	require.NoError(t, r.a.feed.Publish(ctx, tenancy.ChangeOrganization, r.org.ID, time.Time{}))
+	require.Eventually(t, func() bool { return r.get(t, r.b) == 403 }, 5*time.Second, 20*time.Millisecond,
+		"after a's change, b refuses the suspended tenant")
+}
+
+// TestLogoutAcrossReplicas: logging out on one replica is refused on the
+// other at once (Redis), and a replica started later refuses it too (the
+// catalog), whatever Redis forgot.
+func TestLogoutAcrossReplicas(t *testing.T) {
+	r := twoReplicas(t, tenancytest.RedisURL())
+	require.Equal(t, 200, r.get(t, r.b))
+	require.Equal(t, 204, r.call(t, r.a, "POST", "/api/auth/logout", r.token, "").status)
+	require.Eventually(t, func() bool { return r.get(t, r.b) == 401 }, time.Second, 5*time.Millisecond,
+		"b refuses the token within a second")
+
+	cfg, err := config.Load(config.New(), "")
+	require.NoError(t, err)
+	late, err := newGateway(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	defer late.close()
+	require.Equal(t, 401, r.get(t, late), "a replica started after the logout refuses it from the catalog")
+}
+
+// TestLogoutWithRedisDown: with the replicas' Redis gone, a logout still
+// reaches the other replica, through the catalog's change feed.
+func TestLogoutWithRedisDown(t *testing.T) {
+	url, stop := privateRedis(t)
+	r := twoReplicas(t, url)
+	require.Equal(t, 200, r.get(t, r.b))
+	stop()
+	require.Equal(t, 200, r.get(t, r.b), "requests go on without Redis")
+	require.Equal(t, 204, r.call(t, r.a, "POST", "/api/auth/logout", r.token, "").status)
+	require.Equal(t, 401, r.get(t, r.a))
+	require.Eventually(t, func() bool { return r.get(t, r.b) == 401 }, 5*time.Second, 50*time.Millisecond,
+		"b learns of the logout from the catalog")
+}
+
+// privateRedis starts a redis-server of the test's own on a free port, so
+// the test can stop it without touching the machine's Redis.
+func privateRedis(t *testing.T) (url string, stop func()) {
+	addr := freeAddr(t)
+	port := addr[strings.LastIndex(addr, ":")+1:]
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	require.NoError(t, cmd.Start(), "redis-server must be installed for the tests")
+	url = fmt.Sprintf("redis://127.0.0.1:%s/0", port)
+	opts, _ := redis.ParseURL(url)
+	client := redis.NewClient(opts)
+	defer client.Close()
+	require.Eventually(t, func() bool { return client.Ping(context.Background()).Err() == nil }, 10*time.Second, 20*time.Millisecond)
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	return url, stop
 }

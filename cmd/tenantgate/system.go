@@ -18,15 +18,14 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+	"github.com/tenantgate/tenantgate/tenancy/throttle"
 )
-
-// placementChannel carries organization ids whose cached tenant is stale.
-const placementChannel = "placement"
 
 func provisionerConfig(cfg config.Config) provisioner.Config {
 	return provisioner.Config{
@@ -58,60 +57,171 @@ func openCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, *catalo
 
 // gateway is everything `serve` runs, built from the configuration.
 type gateway struct {
-	catalogPool      *pgxpool.Pool
-	store            *catalog.Store
-	pools            *poolcache.Cache
-	bus              broadcast.Bus
-	redis            *redis.Client
-	public, ops      *fiber.App
-	stopInvalidation func()
+	catalogPool *pgxpool.Pool
+	store       *catalog.Store
+	pools       *poolcache.Cache
+	bus         broadcast.Bus
+	redis       *redis.Client
+	feed        *changes.Feed
+	public, ops *fiber.App
+	// stop ends the gateway's background work: following the change feed
+	// and recording API key use.
+	stop []func()
 }
 
 func newGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (*gateway, error) {
 	g := &gateway{}
-	var err error
-	if g.catalogPool, g.store, err = openCatalog(ctx, cfg); err != nil {
-		return nil, err
-	}
-	tokens, err := identity.NewTokens(cfg.JWTSecret, cfg.JWTPrevious, cfg.JWTTTL)
-	if err != nil {
+	if err := g.open(ctx, cfg, log); err != nil {
 		g.close()
 		return nil, err
 	}
+	return g, nil
+}
+
+func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	var err error
+	if g.catalogPool, g.store, err = openCatalog(ctx, cfg); err != nil {
+		return err
+	}
+	tokens, err := identity.NewTokens(cfg.JWTSecret, cfg.JWTPrevious, cfg.JWTTTL)
+	if err != nil {
+		return err
+	}
+	if g.bus, g.redis, err = openBus(cfg, log); err != nil {
+		return err
+	}
+	g.feed = changes.New(g.store, g.bus, log)
 	g.pools = poolcache.New(poolcache.Config{
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns,
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate",
 	}, poolSource(g.store, cfg), log)
-	placements := placement.New(100_000, cfg.Placement.TTL, g.store.Tenant)
-	degradable := map[string]func(context.Context) error{}
-	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			g.close()
-			return nil, fmt.Errorf("redis_url: %w", err)
-		}
-		g.redis = redis.NewClient(opts)
-		g.bus = broadcast.NewRedis(g.redis, cfg.RedisPrefix, log)
-		degradable["redis"] = func(ctx context.Context) error { return g.redis.Ping(ctx).Err() }
-	} else {
-		g.bus = broadcast.NewLocal()
+	c := caches{
+		placements:  placement.New(100_000, cfg.Placement.TTL, g.store.Tenant),
+		keys:        identity.NewKeys(keySource(g.store), 100_000, time.Minute, 10*time.Second),
+		principals:  identity.NewPrincipals(g.store.User, 100_000, 5*time.Minute),
+		revocations: identity.NewRevocations(),
 	}
-	g.stopInvalidation = g.bus.Subscribe(placementChannel, func(orgID []byte) { placements.Invalidate(string(orgID)) })
+	if err := c.loadRevocations(ctx, g.store); err != nil {
+		return err
+	}
+	g.stop = append(g.stop, g.feed.Follow(c.apply))
+	touches := g.store.NewKeyTouches(log)
+	g.stop = append(g.stop, runInBackground(func(ctx context.Context) { touches.Run(ctx, 5*time.Second) }))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		router.PoolCollector{Pools: g.pools})
-	scope := tenantdb.NewScope(leaseFunc(g.pools))
 	g.public = router.New(router.Deps{
-		Catalog: g.store, Tenants: placements.Lookup, Agents: tenantdb.NewAgents(scope), Tokens: tokens, Log: log,
-		Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
+		Catalog: g.store, Tenants: c.placements.Lookup, Agents: tenantdb.NewAgents(tenantdb.NewScope(leaseFunc(g.pools))),
+		Tokens: tokens, Keys: c.keys, Principals: c.principals, Revocations: c.revocations, Changes: g.feed,
+		Throttle: g.throttle(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
+		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch,
+		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
+		ProxyHeader:    cfg.ProxyHeader,
 		PasswordParams: identity.DefaultPasswordParams,
 	})
 	g.ops = router.NewOps(router.OpsDeps{
-		Catalog: g.store, Pools: g.pools, Degradable: degradable, AdminToken: cfg.AdminToken, Gatherer: reg, Log: log,
+		Catalog: g.store, Pools: g.pools, Degradable: g.degradable(), AdminToken: cfg.AdminToken, Gatherer: reg, Log: log,
 	})
-	return g, nil
+	return nil
+}
+
+// caches are the gateway's in-process views of the catalog; the change
+// feed tells them what to forget.
+type caches struct {
+	placements  *placement.Cache
+	keys        *identity.Keys
+	principals  *identity.Principals
+	revocations *identity.Revocations
+}
+
+func (c caches) apply(ch tenancy.Change) {
+	switch ch.Kind {
+	case tenancy.ChangeOrganization:
+		c.placements.Invalidate(ch.Subject)
+	case tenancy.ChangeUser:
+		c.principals.Forget(ch.Subject)
+	case tenancy.ChangeToken:
+		c.revocations.Add(ch.Subject, ch.Until)
+	case tenancy.ChangeKey:
+		c.keys.Forget(ch.Subject)
+	}
+}
+
+// loadRevocations makes a starting replica refuse every logged-out token
+// that has not expired yet.
+func (c caches) loadRevocations(ctx context.Context, store *catalog.Store) error {
+	revoked, err := store.RevokedTokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range revoked {
+		c.revocations.Add(r.JTI, r.Expires)
+	}
+	return nil
+}
+
+func keySource(store *catalog.Store) identity.KeySource {
+	return func(ctx context.Context, prefix string) (identity.KeyRecord, error) {
+		k, err := store.APIKeyByPrefix(ctx, prefix)
+		return identity.KeyRecord(k), err
+	}
+}
+
+// signupCreator places signups on the free plan.
+func signupCreator(cfg config.Config, store *catalog.Store, log *slog.Logger) router.OrganizationCreator {
+	p := provisioner.New(provisionerConfig(cfg), store, log)
+	return func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
+		return p.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
+			Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
+	}
+}
+
+// throttle counts in Redis when there is one, so limits hold across
+// replicas, and in process when there is none or it is down.
+func (g *gateway) throttle(prefix string, log *slog.Logger) throttle.Counter {
+	local := throttle.NewLocal(100_000)
+	if g.redis == nil {
+		return local
+	}
+	return throttle.WithFallback(throttle.NewRedis(g.redis, prefix+"throttle:"), local, log)
+}
+
+func (g *gateway) degradable() map[string]func(context.Context) error {
+	if g.redis == nil {
+		return nil
+	}
+	return map[string]func(context.Context) error{"redis": func(ctx context.Context) error { return g.redis.Ping(ctx).Err() }}
+}
+
+// openBus connects to Redis when redis_url is set, with short timeouts so
+// a Redis that hangs degrades requests by milliseconds, not seconds.
+func openBus(cfg config.Config, log *slog.Logger) (broadcast.Bus, *redis.Client, error) {
+	if cfg.RedisURL == "" {
+		return broadcast.NewLocal(), nil, nil
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("redis_url: %w", err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+	client := redis.NewClient(opts)
+	return broadcast.NewRedis(client, cfg.RedisPrefix, log), client, nil
+}
+
+// runInBackground starts fn and returns a stop that cancels it and waits.
+func runInBackground(fn func(ctx context.Context)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // poolSource tells the pool cache how to reach a database: as the
@@ -165,8 +275,8 @@ func (g *gateway) serve(ctx context.Context, httpAddr, adminAddr string, log *sl
 }
 
 func (g *gateway) close() {
-	if g.stopInvalidation != nil {
-		g.stopInvalidation()
+	for _, stop := range g.stop {
+		stop()
 	}
 	if g.bus != nil {
 		g.bus.Close()

@@ -6,19 +6,64 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tenantgate/tenantgate/config"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 )
 
 func (c *cli) tenantsCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "tenants", Short: "List, show and create organizations"}
-	cmd.AddCommand(c.tenantsListCmd(), c.tenantsShowCmd(), c.tenantsCreateCmd())
+	cmd.AddCommand(c.tenantsListCmd(), c.tenantsShowCmd(), c.tenantsCreateCmd(),
+		c.tenantsStatusCmd("approve", "Let a waitlisted organization in", tenancy.StatusActive, tenancy.StatusPending),
+		c.tenantsStatusCmd("suspend", "Suspend an organization: its requests get 403 organization_suspended",
+			tenancy.StatusSuspended, tenancy.StatusActive, tenancy.StatusPending),
+		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended))
 	return cmd
+}
+
+// tenantsStatusCmd moves an organization to status from one of the from
+// states, and tells every gateway replica at once.
+func (c *cli) tenantsStatusCmd(name, short string, status tenancy.Status, from ...tenancy.Status) *cobra.Command {
+	cmd := &cobra.Command{Use: name + " SLUG", Short: short, Args: cobra.ExactArgs(1)}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := c.config()
+		if err != nil {
+			return err
+		}
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			org, err := store.SetOrganizationStatus(cmd.Context(), args[0], status, from...)
+			if err != nil {
+				return err
+			}
+			if err := c.publish(cmd.Context(), cfg, store, tenancy.ChangeOrganization, org.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "organization %s is %s\n", org.Slug, org.Status)
+			return nil
+		})
+	}
+	return cmd
+}
+
+// publish records a change on the feed every gateway follows.
+func (c *cli) publish(ctx context.Context, cfg config.Config, store *catalog.Store, kind, subject string) error {
+	log := c.logger(cfg)
+	bus, client, err := openBus(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer bus.Close()
+	if client != nil {
+		defer client.Close()
+	}
+	return changes.New(store, bus, log).Publish(ctx, kind, subject, time.Time{})
 }
 
 // withCatalog runs fn with a catalog store, closed afterwards.

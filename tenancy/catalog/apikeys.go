@@ -40,7 +40,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, n NewAPIKey) (APIKey, error) {
 	k, err := scanKey(s.pool.QueryRow(ctx, `
 		INSERT INTO api_keys (organization_id, created_by, name, prefix, secret_hash, role, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING `+keyColumns,
-		n.OrganizationID, n.CreatedBy, n.Name, n.Prefix, n.SecretHash, n.Role, n.ExpiresAt))
+		n.OrganizationID, nullIfEmpty(n.CreatedBy), n.Name, n.Prefix, n.SecretHash, n.Role, n.ExpiresAt))
 	return k, interpret(err, "API key")
 }
 
@@ -108,4 +108,12 @@ func (s *Store) TouchAPIKeys(ctx context.Context, used map[string]time.Time) err
 		UPDATE api_keys k SET last_used_at = greatest(k.last_used_at, u.at)
 		FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at) WHERE k.id = u.id`, ids, times)
 	return interpret(err, "API keys")
+}
+
+// nullIfEmpty passes "" as SQL NULL.
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

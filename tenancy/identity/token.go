@@ -153,7 +153,8 @@ func (t *Tokens) verify(raw string) (tenancy.Identity, *Claims, error) {
 	if _, err := tenancy.ParseRole(string(c.Role)); err != nil {
 		return tenancy.Identity{}, nil, fmt.Errorf("%w: bad role", ErrInvalidToken)
 	}
-	return tenancy.Identity{UserID: c.Subject, OrganizationID: c.OrganizationID, Role: c.Role, TokenID: c.ID}, &c, nil
+	return tenancy.Identity{UserID: c.Subject, OrganizationID: c.OrganizationID, Role: c.Role, TokenID: c.ID,
+		ExpiresAt: c.ExpiresAt.Time}, &c, nil
 }
 
 func (t *Tokens) keyFor(tok *jwt.Token) (any, error) {

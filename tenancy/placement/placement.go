@@ -6,6 +6,7 @@ package placement
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,9 @@ type Cache struct {
 	// reading the catalog when one arrived may hold the old placement: it
 	// answers its callers but does not cache what it read.
 	generation atomic.Uint64
+	// fillMu makes "still the same generation? then cache" one step that
+	// an Invalidate cannot fall in between. Hits never take it.
+	fillMu sync.Mutex
 }
 
 // New returns a cache of at most size placements trusted for ttl.
@@ -67,9 +71,11 @@ func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error
 		if err != nil {
 			return tenancy.Tenant{}, err
 		}
+		c.fillMu.Lock()
 		if c.generation.Load() == gen {
 			c.lru.Add(orgID, entry{t: p, expires: c.now().Add(c.ttl)})
 		}
+		c.fillMu.Unlock()
 		return p, nil
 	})
 	if err != nil {
@@ -80,6 +86,8 @@ func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error
 
 // Invalidate drops orgID's entry, or every entry when orgID is "".
 func (c *Cache) Invalidate(orgID string) {
+	c.fillMu.Lock()
+	defer c.fillMu.Unlock()
 	c.generation.Add(1)
 	if orgID == "" {
 		c.lru.Purge()
