@@ -130,10 +130,14 @@ func TestUsersAndRoles(t *testing.T) {
 		"another organization's user is not found")
 	require.Equal(t, 404, b.do(t, "DELETE", "/api/users/"+memberID, other.token, nil).status)
 
-	// A role change applies to the user's existing session at once.
+	// A role change applies to the user's existing session, and keys, at once.
+	adminKey := createKey(t, b, admin)
 	require.Equal(t, 200, b.do(t, "GET", "/api/users", admin, nil).status)
+	require.Equal(t, 200, b.do(t, "GET", "/api/users", "", nil, keyAuth(adminKey)...).status)
 	require.Equal(t, 200, b.do(t, "PATCH", "/api/users/"+adminID, o.token, map[string]string{"role": "member"}).status)
 	require.Equal(t, 403, b.do(t, "GET", "/api/users", admin, nil).status, "demoted: the old token carries the new role")
+	require.Equal(t, 403, b.do(t, "GET", "/api/users", "", nil, keyAuth(adminKey)...).status, "and so do the user's keys")
+	require.Equal(t, 200, b.do(t, "GET", "/api/agents", "", nil, keyAuth(adminKey)...).status)
 
 	// Deleting a user ends its sessions at once.
 	require.Equal(t, 200, b.do(t, "GET", "/api/agents", member, nil).status)

@@ -141,6 +141,7 @@ func TestAuthenticationMatrix(t *testing.T) {
 
 	logoutToken := b.do(t, "POST", "/api/auth/login", "", map[string]string{"email": "owner@matrix.test", "password": "password-matrix"}).json["token"].(string)
 	require.Equal(t, 204, b.do(t, "POST", "/api/auth/logout", logoutToken, nil).status)
+	suspendedKey := createKey(t, b, suspended.token)
 	_, err := b.store.SetOrganizationStatus(ctx, "frozen", tenancy.StatusSuspended, tenancy.StatusActive)
 	require.NoError(t, err)
 	require.NoError(t, b.feed.Publish(ctx, tenancy.ChangeOrganization, suspended.ID, time.Time{}))
@@ -187,6 +188,9 @@ func TestAuthenticationMatrix(t *testing.T) {
 	}
 	r := b.do(t, "GET", "/api/agents", suspended.token, nil)
 	require.Equal(t, 403, r.status)
+	require.Equal(t, "organization_suspended", r.errorCode())
+	r = b.do(t, "GET", "/api/agents", "", nil, keyAuth(suspendedKey)...)
+	require.Equal(t, 403, r.status, "API keys of a suspended organization too")
 	require.Equal(t, "organization_suspended", r.errorCode())
 }
 

@@ -155,8 +155,31 @@ func (s *server) program(ctx context.Context, key string) (tenancy.Identity, err
 	if err != nil {
 		return tenancy.Identity{}, err
 	}
+	role, err := s.keyRole(ctx, rec)
+	if err != nil {
+		return tenancy.Identity{}, err
+	}
 	s.KeyUsed(rec.ID)
-	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: rec.Role, KeyID: rec.ID}, nil
+	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: role, KeyID: rec.ID}, nil
+}
+
+// keyRole is the role a key acts with: the one its creator had when making
+// it, lowered to the creator's current role if that is lower. A key
+// belongs to its organization and outlives its creator.
+func (s *server) keyRole(ctx context.Context, rec identity.KeyRecord) (tenancy.Role, error) {
+	if rec.CreatedBy == "" {
+		return rec.Role, nil
+	}
+	u, err := s.Principals.User(ctx, rec.CreatedBy)
+	switch {
+	case tenancy.ErrorCode(err) == tenancy.CodeNotFound:
+		return rec.Role, nil
+	case err != nil:
+		return "", err
+	case !u.Role.AtLeast(rec.Role):
+		return u.Role, nil
+	}
+	return rec.Role, nil
 }
 
 // requireRole refuses callers below min with 403.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,12 +63,16 @@ func twoReplicas(t *testing.T, redisURL string) *replicas {
 type result struct {
 	status int
 	token  string
+	body   map[string]any
 }
 
 func (r *replicas) call(t *testing.T, g *gateway, method, path, token, body string) result {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
+	switch {
+	case strings.HasPrefix(token, "tg_"):
+		req.Header.Set("Authorization", "Key "+token)
+	case token != "":
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := g.public.Test(req, -1)
@@ -75,9 +80,8 @@ func (r *replicas) call(t *testing.T, g *gateway, method, path, token, body stri
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
 	out := result{status: res.StatusCode}
-	if i := strings.Index(string(raw), `"token":"`); i >= 0 {
-		out.token = strings.SplitN(string(raw[i+9:]), `"`, 2)[0]
-	}
+	_ = json.Unmarshal(raw, &out.body)
+	out.token, _ = out.body["token"].(string)
 	return out
 }
 
@@ -115,6 +119,19 @@ func TestLogoutAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	defer late.close()
 	require.Equal(t, 401, r.get(t, late), "a replica started after the logout refuses it from the catalog")
+}
+
+// TestKeyRevocationAcrossReplicas: a key revoked through one replica stops
+// working on the other at once, though the other had it cached.
+func TestKeyRevocationAcrossReplicas(t *testing.T) {
+	r := twoReplicas(t, tenancytest.RedisURL())
+	created := r.call(t, r.a, "POST", "/api/api-keys", r.token, `{"name":"shared"}`)
+	require.Equal(t, 201, created.status)
+	key := created.body["key"].(string)
+	require.Equal(t, 200, r.call(t, r.b, "GET", "/api/agents", key, "").status, "b caches the key")
+	require.Equal(t, 204, r.call(t, r.a, "DELETE", "/api/api-keys/"+created.body["id"].(string), r.token, "").status)
+	require.Eventually(t, func() bool { return r.call(t, r.b, "GET", "/api/agents", key, "").status == 401 },
+		time.Second, 5*time.Millisecond, "b refuses the revoked key within a second")
 }
 
 // TestLogoutWithRedisDown: with the replicas' Redis gone, a logout still
