@@ -41,7 +41,7 @@ func (s *server) handleAgentList(c *fiber.Ctx) error {
 		return err
 	}
 	t, _ := tenantOf(c)
-	agents, next, err := s.Agents.List(c.UserContext(), t, p)
+	agents, next, err := s.Data.Agents.List(c.UserContext(), t, p)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (s *server) handleAgentCreate(c *fiber.Ctx) error {
 		return err
 	}
 	t, id := tenantOf(c)
-	a, err := s.Agents.Create(c.UserContext(), t, id.UserID, tenantdb.NewAgent(req))
+	a, err := s.Data.Agents.Create(c.UserContext(), t, id.UserID, tenantdb.NewAgent(req), s.limits(t).MaxAgents)
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func (s *server) handleAgentGet(c *fiber.Ctx) error {
 		return err
 	}
 	t, _ := tenantOf(c)
-	a, err := s.Agents.Get(c.UserContext(), t, agentID)
+	a, err := s.Data.Agents.Get(c.UserContext(), t, agentID)
 	if err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (s *server) handleAgentUpdate(c *fiber.Ctx) error {
 		return err
 	}
 	t, id := tenantOf(c)
-	a, err := s.Agents.Update(c.UserContext(), t, id.UserID, agentID, tenantdb.AgentPatch(req))
+	a, err := s.Data.Agents.Update(c.UserContext(), t, id.UserID, agentID, tenantdb.AgentPatch(req))
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (s *server) handleAgentDelete(c *fiber.Ctx) error {
 		return err
 	}
 	t, id := tenantOf(c)
-	if err := s.Agents.Delete(c.UserContext(), t, id.UserID, agentID); err != nil {
+	if err := s.Data.Agents.Delete(c.UserContext(), t, id.UserID, agentID); err != nil {
 		return err
 	}
 	return c.SendStatus(fiber.StatusNoContent)

@@ -51,7 +51,7 @@ func BenchmarkLoadGatewayVsBare(b *testing.B) {
 		require.NoError(b, err)
 		resolved[kind] = t
 	}
-	bare := serveApp(b, bareApp(bn.agents, resolved))
+	bare := serveApp(b, bareApp(bn.data.Agents, resolved))
 
 	for b.Loop() {
 		for _, kind := range []string{"shared", "dedicated"} {

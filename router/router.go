@@ -46,9 +46,11 @@ type LoginPolicy struct {
 
 // Deps is what the public API needs.
 type Deps struct {
-	Catalog     *catalog.Store
-	Tenants     TenantLookup
-	Agents      *tenantdb.Agents
+	Catalog *catalog.Store
+	Tenants TenantLookup
+	Data    tenantdb.Stores
+	// Plans are each plan's limits; an organization's overrides apply on top.
+	Plans       map[tenancy.Plan]tenancy.Limits
 	Tokens      *identity.Tokens
 	Keys        *identity.Keys
 	Principals  *identity.Principals

@@ -45,6 +45,7 @@ type bundle struct {
 	prov   *provisioner.Provisioner
 	scope  *tenantdb.Scope
 	agents *tenantdb.Agents
+	data   tenantdb.Stores
 
 	placements  *placement.Cache
 	keys        *identity.Keys
@@ -65,6 +66,7 @@ type setupOptions struct {
 	metrics    *Metrics
 	signupMode string // default open
 	login      LoginPolicy
+	plans      map[tenancy.Plan]tenancy.Limits // default: the contract's
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -108,6 +110,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	if o.signupMode == "" {
 		o.signupMode = "open"
 	}
+	if o.plans == nil {
+		o.plans = contractPlans()
+	}
 	b.placements = placement.New(1000, time.Minute, b.store.Tenant)
 	b.keys = identity.NewKeys(func(ctx context.Context, prefix string) (identity.KeyRecord, error) {
 		k, err := b.store.APIKeyByPrefix(ctx, prefix)
@@ -131,8 +136,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	})
 	t.Cleanup(stopFeed)
 	b.touches = b.store.NewKeyTouches(quiet)
-	b.agents = tenantdb.NewAgents(b.scope)
-	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Agents: b.agents,
+	b.data = tenantdb.NewStores(b.scope)
+	b.agents = b.data.Agents
+	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Data: b.data, Plans: o.plans,
 		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
 		Throttle: throttle.NewLocal(10_000), Login: o.login, SignupMode: o.signupMode,
 		CreateOrganization: func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
@@ -232,4 +238,12 @@ func (b *bundle) do(t testing.TB, method, path, token string, body any, headers 
 		_ = json.Unmarshal(raw, &r.json)
 	}
 	return r
+}
+
+// contractPlans are the default plan limits of CONTRACT §2.
+func contractPlans() map[tenancy.Plan]tenancy.Limits {
+	return map[tenancy.Plan]tenancy.Limits{
+		tenancy.PlanFree: {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: 10}, tenancy.PlanStarter: {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: 50},
+		tenancy.PlanPro: {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: 200}, tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: 1000},
+	}
 }

@@ -65,6 +65,23 @@ type Organization struct {
 	Status    Status    `json:"status"`
 	Placement string    `json:"placement"`
 	CreatedAt time.Time `json:"createdAt"`
+	// Overrides are limits an operator set for this organization; zero
+	// fields take the plan's.
+	Overrides Limits `json:"-"`
+}
+
+// Apply returns the plan's limits with the non-zero overrides in place.
+func (o Limits) Apply(plan Limits) Limits {
+	if o.MaxAgents > 0 {
+		plan.MaxAgents = o.MaxAgents
+	}
+	if o.MaxAgentMinutes > 0 {
+		plan.MaxAgentMinutes = o.MaxAgentMinutes
+	}
+	if o.RPS > 0 {
+		plan.RPS = o.RPS
+	}
+	return plan
 }
 
 // Placement says which database holds an organization's data.

@@ -113,7 +113,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		router.PoolCollector{Pools: g.pools})
 	g.public = router.New(router.Deps{
-		Catalog: g.store, Tenants: c.placements.Lookup, Agents: tenantdb.NewAgents(tenantdb.NewScope(leaseFunc(g.pools))),
+		Catalog: g.store, Tenants: c.placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
 		Tokens: tokens, Keys: c.keys, Principals: c.principals, Revocations: c.revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch,
@@ -290,4 +290,14 @@ func (g *gateway) close() {
 	if g.catalogPool != nil {
 		g.catalogPool.Close()
 	}
+}
+
+// planLimits are the configured limits of each plan.
+func planLimits(cfg config.Config) map[tenancy.Plan]tenancy.Limits {
+	out := map[tenancy.Plan]tenancy.Limits{}
+	for _, p := range tenancy.Plans {
+		l := cfg.Plans[string(p)]
+		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS}
+	}
+	return out
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 )
 
-const orgColumns = `o.id::text, o.slug, o.name, o.plan, o.status, d.kind, o.created_at`
+const orgColumns = `o.id::text, o.slug, o.name, o.plan, o.status, d.kind, o.created_at,
+	coalesce(o.max_agents, 0), coalesce(o.max_agent_minutes, 0), coalesce(o.rps, 0)`
 
 const orgFrom = ` FROM organizations o
 	JOIN placements p ON p.organization_id = o.id
@@ -16,8 +17,14 @@ const orgFrom = ` FROM organizations o
 
 func scanOrg(row pgx.Row) (tenancy.Organization, error) {
 	var o tenancy.Organization
-	err := row.Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt)
+	err := row.Scan(orgFields(&o)...)
 	return o, err
+}
+
+// orgFields are the scan targets of orgColumns.
+func orgFields(o *tenancy.Organization) []any {
+	return []any{&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt,
+		&o.Overrides.MaxAgents, &o.Overrides.MaxAgentMinutes, &o.Overrides.RPS}
 }
 
 // NewOrganization is what CreateOrganization needs.
@@ -82,15 +89,14 @@ type OrganizationDetail struct {
 // Organizations lists every organization with its placement, by slug.
 func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch,
-		(SELECT count(*) FROM users u WHERE u.organization_id = o.id), o.agent_minutes_used`+orgFrom+`ORDER BY o.slug`)
+		(SELECT count(*) FROM users u WHERE u.organization_id = o.id),
+		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END`+orgFrom+`ORDER BY o.slug`)
 	if err != nil {
 		return nil, interpret(err, "organizations")
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrganizationDetail, error) {
 		var d OrganizationDetail
-		o := &d.Organization
-		err := row.Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt,
-			&d.DatabaseID, &d.Database, &d.Epoch, &d.Users, &d.AgentMinutesUsed)
+		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.Users, &d.AgentMinutesUsed)...)
 		return d, err
 	})
 }
@@ -126,7 +132,7 @@ func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error
 	o, p := &t.Organization, &t.Placement
 	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state,
 		d.state = 'ready' AND NOT d.dirty`+orgFrom+`WHERE o.id = $1`, orgID).
-		Scan(&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt, &p.DatabaseID, &p.Epoch, &p.State, &p.DatabaseReady)
+		Scan(append(orgFields(o), &p.DatabaseID, &p.Epoch, &p.State, &p.DatabaseReady)...)
 	p.OrganizationID, p.Kind = o.ID, o.Placement
 	return t, interpret(err, "organization")
 }

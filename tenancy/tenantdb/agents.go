@@ -46,93 +46,86 @@ func scanAgent(row pgx.Row, a *Agent) error {
 // List returns one page of the tenant's agents, oldest first, and the cursor
 // of the next page ("" on the last).
 func (s *Agents) List(ctx context.Context, t tenancy.Tenant, p tenancy.Page) ([]Agent, string, error) {
-	after, limit, err := p.Bounds()
-	if err != nil {
-		return nil, "", err
-	}
-	out := make([]Agent, 0, limit)
-	err = s.scope.Read(ctx, t, func(b *pgx.Batch) {
-		b.Queue(`SELECT `+agentColumns+` FROM agents
-			WHERE organization_id = $1 AND deleted_at IS NULL AND (created_at, id) > ($2, $3)
-			ORDER BY created_at, id LIMIT $4`, t.Organization.ID, after.At, after.ID, limit+1).
-			Query(func(rows pgx.Rows) error {
-				for rows.Next() {
-					var a Agent
-					if err := scanAgent(rows, &a); err != nil {
-						return err
-					}
-					out = append(out, a)
-				}
-				return rows.Err()
-			})
+	return list(ctx, s.scope, t, p, listSpec[Agent]{
+		query:   `SELECT ` + agentColumns + ` FROM agents WHERE organization_id = $1 AND deleted_at IS NULL`,
+		args:    []any{t.Organization.ID},
+		orderBy: "created_at",
+		scan:    scanAgent,
+		key:     func(a Agent) (time.Time, string) { return a.CreatedAt, a.ID },
 	})
-	if err != nil {
-		return nil, "", err
-	}
-	out, next := tenancy.PageOf(out, limit, func(a Agent) (time.Time, string) { return a.CreatedAt, a.ID })
-	return out, next, nil
 }
 
 // Get returns one agent; another tenant's agent is not found.
 func (s *Agents) Get(ctx context.Context, t tenancy.Tenant, id string) (Agent, error) {
-	var a Agent
-	err := s.scope.Read(ctx, t, func(b *pgx.Batch) {
-		b.Queue(`SELECT `+agentColumns+` FROM agents
-			WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL`, t.Organization.ID, id).
-			QueryRow(func(row pgx.Row) error { return scanAgent(row, &a) })
-	})
-	return a, err
+	return one(ctx, s.scope.Read, t, scanAgent, `SELECT `+agentColumns+` FROM agents
+		WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL`, t.Organization.ID, id)
 }
 
-// Create adds an agent and its activity record in one statement.
-func (s *Agents) Create(ctx context.Context, t tenancy.Tenant, actor string, n NewAgent) (Agent, error) {
+// ErrAgentLimit reports that creating an agent would exceed max.
+func errAgentLimit(max int) error {
+	return tenancy.Errorf(tenancy.CodePlanLimit,
+		"the plan allows %d agents and all are in use; delete an agent or upgrade the plan to lift the limit", max)
+}
+
+// Create adds an agent and its activity record, unless the tenant already
+// has max live agents. Creators of one tenant are serialized by a
+// transaction-scoped advisory lock, so concurrent creates cannot all pass
+// the count.
+func (s *Agents) Create(ctx context.Context, t tenancy.Tenant, actor string, n NewAgent, max int) (Agent, error) {
 	var a Agent
+	created := false
 	err := s.scope.Write(ctx, t, func(b *pgx.Batch) {
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "agents:"+t.Organization.ID)
 		b.Queue(`WITH a AS (
 				INSERT INTO agents (organization_id, name, description, model)
-				VALUES ($1, $2, $3, $4) RETURNING *
-			), log AS (
-				INSERT INTO activity_logs (organization_id, actor_id, action, object_type, object_id)
-				SELECT organization_id, $5, 'agent.created', 'agent', id FROM a
-			)
-			SELECT `+agentColumns+` FROM a`, t.Organization.ID, n.Name, n.Description, n.Model, nullUUID(actor)).
-			QueryRow(func(row pgx.Row) error { return scanAgent(row, &a) })
+				SELECT $1, $2, $3, $4
+				WHERE (SELECT count(*) FROM agents WHERE organization_id = $1 AND deleted_at IS NULL) < $6
+				RETURNING *
+			), `+logActivity("a", "agent.created", "agent", "$5")+`
+			SELECT `+agentColumns+` FROM a`, t.Organization.ID, n.Name, n.Description, n.Model, nullUUID(actor), max).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					created = true
+					if err := scanAgent(rows, &a); err != nil {
+						return err
+					}
+				}
+				return rows.Err()
+			})
 	})
+	if err == nil && !created {
+		err = errAgentLimit(max)
+	}
 	return a, err
 }
 
 // Update changes the patch's fields of a live agent.
 func (s *Agents) Update(ctx context.Context, t tenancy.Tenant, actor, id string, p AgentPatch) (Agent, error) {
-	var a Agent
-	err := s.scope.Write(ctx, t, func(b *pgx.Batch) {
-		b.Queue(`WITH a AS (
-				UPDATE agents SET name = coalesce($3, name), description = coalesce($4, description),
-					model = coalesce($5, model), status = coalesce($6, status), updated_at = now()
-				WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING *
-			), log AS (
-				INSERT INTO activity_logs (organization_id, actor_id, action, object_type, object_id)
-				SELECT organization_id, $7, 'agent.updated', 'agent', id FROM a
-			)
-			SELECT `+agentColumns+` FROM a`, t.Organization.ID, id, p.Name, p.Description, p.Model, p.Status, nullUUID(actor)).
-			QueryRow(func(row pgx.Row) error { return scanAgent(row, &a) })
-	})
-	return a, err
+	return one(ctx, s.scope.Write, t, scanAgent, `WITH a AS (
+			UPDATE agents SET name = coalesce($3, name), description = coalesce($4, description),
+				model = coalesce($5, model), status = coalesce($6, status), updated_at = now()
+			WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING *
+		), `+logActivity("a", "agent.updated", "agent", "$7")+`
+		SELECT `+agentColumns+` FROM a`, t.Organization.ID, id, p.Name, p.Description, p.Model, p.Status, nullUUID(actor))
 }
 
 // Delete soft-deletes a live agent; its name becomes free again.
 func (s *Agents) Delete(ctx context.Context, t tenancy.Tenant, actor, id string) error {
-	return s.scope.Write(ctx, t, func(b *pgx.Batch) {
-		b.Queue(`WITH a AS (
-				UPDATE agents SET deleted_at = now(), updated_at = now()
-				WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING organization_id, id
-			), log AS (
-				INSERT INTO activity_logs (organization_id, actor_id, action, object_type, object_id)
-				SELECT organization_id, $3, 'agent.deleted', 'agent', id FROM a
-			)
-			SELECT id::text FROM a`, t.Organization.ID, id, nullUUID(actor)).
-			QueryRow(func(row pgx.Row) error { var s string; return row.Scan(&s) })
-	})
+	_, err := one(ctx, s.scope.Write, t, scanID, `WITH a AS (
+			UPDATE agents SET deleted_at = now(), updated_at = now()
+			WHERE organization_id = $1 AND id = $2 AND deleted_at IS NULL RETURNING organization_id, id
+		), `+logActivity("a", "agent.deleted", "agent", "$3")+`
+		SELECT id::text FROM a`, t.Organization.ID, id, nullUUID(actor))
+	return err
 }
+
+// Count returns the tenant's live agents.
+func (s *Agents) Count(ctx context.Context, t tenancy.Tenant) (int, error) {
+	return one(ctx, s.scope.Read, t, func(row pgx.Row, n *int) error { return row.Scan(n) },
+		`SELECT count(*) FROM agents WHERE organization_id = $1 AND deleted_at IS NULL`, t.Organization.ID)
+}
+
+func scanID(row pgx.Row, id *string) error { return row.Scan(id) }
 
 func nullUUID(s string) any {
 	if s == "" {

@@ -1,0 +1,92 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenantgate/tenantgate/tenancy"
+)
+
+// periodStartSQL is the start of the current billing period: the calendar
+// month, in UTC whatever the session's time zone.
+const periodStartSQL = `(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')`
+
+// Usage is an organization's consumption in the current billing period.
+type Usage struct {
+	AgentMinutes int64
+	PeriodStart  time.Time
+	PeriodEnd    time.Time
+}
+
+// Usage returns the organization's usage this period. A period that has
+// ended reads as zero; the stored counter resets at the next charge.
+func (s *Store) Usage(ctx context.Context, orgID string) (Usage, error) {
+	var u Usage
+	err := s.pool.QueryRow(ctx, `
+		SELECT CASE WHEN period_start < `+periodStartSQL+` THEN 0 ELSE agent_minutes_used END,
+		       greatest(period_start, `+periodStartSQL+`)
+		FROM organizations WHERE id = $1`, orgID).Scan(&u.AgentMinutes, &u.PeriodStart)
+	u.PeriodStart = u.PeriodStart.UTC()
+	u.PeriodEnd = u.PeriodStart.AddDate(0, 1, 0)
+	return u, interpret(err, "organization")
+}
+
+// Charge adds a task run's agent-minutes to the organization's usage, once:
+// a second charge for the same task (a retried completion) does nothing.
+func (s *Store) Charge(ctx context.Context, orgID, taskID string, minutes int) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := rollOver(ctx, tx, orgID); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO usage_charges (organization_id, task_id, minutes, period_start)
+			VALUES ($1, $2, $3, `+periodStartSQL+`) ON CONFLICT DO NOTHING`, orgID, taskID, minutes)
+		if err != nil || tag.RowsAffected() == 0 {
+			return interpret(err, "usage")
+		}
+		_, err = tx.Exec(ctx, `UPDATE organizations SET agent_minutes_used = agent_minutes_used + $2 WHERE id = $1`, orgID, minutes)
+		return interpret(err, "usage")
+	})
+}
+
+// rollOver starts a new period when the stored one has ended, locking the
+// organization's row so concurrent charges see one reset.
+func rollOver(ctx context.Context, tx pgx.Tx, orgID string) error {
+	_, err := tx.Exec(ctx, `
+		UPDATE organizations SET agent_minutes_used = 0, period_start = `+periodStartSQL+`
+		WHERE id = $1 AND period_start < `+periodStartSQL, orgID)
+	if err != nil {
+		return interpret(err, "usage")
+	}
+	_, err = tx.Exec(ctx, `SELECT 1 FROM organizations WHERE id = $1 FOR UPDATE`, orgID)
+	return interpret(err, "usage")
+}
+
+// SetUsage sets an organization's agent-minutes for the current period
+// (an operator's correction).
+func (s *Store) SetUsage(ctx context.Context, slug string, minutes int64) (tenancy.Organization, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `UPDATE organizations SET agent_minutes_used = $2, period_start = `+periodStartSQL+`,
+		updated_at = now() WHERE slug = $1 RETURNING id::text`, slug, minutes).Scan(&id)
+	if err != nil {
+		return tenancy.Organization{}, interpret(err, fmt.Sprintf("organization %q", slug))
+	}
+	return s.Organization(ctx, id)
+}
+
+// SetLimits overrides an organization's plan limits; a nil leaves a limit
+// as it is, a zero returns it to the plan's.
+func (s *Store) SetLimits(ctx context.Context, slug string, maxAgents, maxAgentMinutes, rps *int) (tenancy.Organization, error) {
+	var id string
+	err := s.pool.QueryRow(ctx, `UPDATE organizations SET
+		max_agents = CASE WHEN $2::int IS NULL THEN max_agents ELSE nullif($2, 0) END,
+		max_agent_minutes = CASE WHEN $3::int IS NULL THEN max_agent_minutes ELSE nullif($3, 0) END,
+		rps = CASE WHEN $4::int IS NULL THEN rps ELSE nullif($4, 0) END,
+		updated_at = now() WHERE slug = $1 RETURNING id::text`, slug, maxAgents, maxAgentMinutes, rps).Scan(&id)
+	if err != nil {
+		return tenancy.Organization{}, interpret(err, fmt.Sprintf("organization %q", slug))
+	}
+	return s.Organization(ctx, id)
+}

@@ -1,0 +1,20 @@
+package tenantdb
+
+// Stores are all the tenant-data stores over one scope.
+type Stores struct {
+	Agents      *Agents
+	Tasks       *Tasks
+	Messages    *Messages
+	Activity    *ActivityLog
+	Sessions    *Sessions
+	Schedules   *Schedules
+	Idempotency *Idempotency
+}
+
+// NewStores returns every store over scope.
+func NewStores(scope *Scope) Stores {
+	return Stores{
+		Agents: NewAgents(scope), Tasks: NewTasks(scope), Messages: NewMessages(scope), Activity: NewActivityLog(scope),
+		Sessions: NewSessions(scope), Schedules: NewSchedules(scope), Idempotency: NewIdempotency(scope),
+	}
+}
