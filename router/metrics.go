@@ -9,8 +9,9 @@ import (
 
 // Metrics are the public API's Prometheus series.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	rateLimited *prometheus.CounterVec
 }
 
 // NewMetrics registers the API's series with reg (none when reg is nil).
@@ -25,9 +26,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Public API request latency by route and method.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "method"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tenantgate_rate_limited_total",
+			Help: "Requests refused by per-organization rate limits, by plan.",
+		}, []string{"plan"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration)
+		reg.MustRegister(m.requests, m.duration, m.rateLimited)
 	}
 	return m
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
 )
@@ -57,6 +58,7 @@ type Deps struct {
 	Revocations *identity.Revocations
 	Changes     Publisher
 	Throttle    throttle.Counter
+	RateLimiter ratelimit.Limiter
 	Login       LoginPolicy
 	// SignupMode is "open" or "waitlist".
 	SignupMode string

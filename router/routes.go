@@ -18,7 +18,7 @@ func routes(app *fiber.App, s *server) {
 	authed.Post("/auth/logout", s.handleLogout)
 	authed.Get("/auth/me", s.handleMe)
 
-	tenant := authed.Group("", s.resolveTenant)
+	tenant := authed.Group("", s.resolveTenant, s.rateLimit, s.idempotent)
 	tenant.Get("/agents", s.handleAgentList)
 	tenant.Post("/agents", s.handleAgentCreate)
 	tenant.Get("/agents/:id", s.handleAgentGet)

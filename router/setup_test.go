@@ -23,6 +23,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
@@ -140,7 +141,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.agents = b.data.Agents
 	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Data: b.data, Plans: o.plans,
 		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
-		Throttle: throttle.NewLocal(10_000), Login: o.login, SignupMode: o.signupMode,
+		Throttle: throttle.NewLocal(10_000), RateLimiter: ratelimit.NewLocal(10_000), Login: o.login, SignupMode: o.signupMode,
 		CreateOrganization: func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
 			return b.prov.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
 				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
@@ -240,10 +241,13 @@ func (b *bundle) do(t testing.TB, method, path, token string, body any, headers 
 	return r
 }
 
-// contractPlans are the default plan limits of CONTRACT §2.
+// contractPlans are the plan limits of CONTRACT §2, except rps: tests
+// fire requests far faster than a plan allows, and the rate limit has
+// tests of its own.
 func contractPlans() map[tenancy.Plan]tenancy.Limits {
+	const fast = 1_000_000
 	return map[tenancy.Plan]tenancy.Limits{
-		tenancy.PlanFree: {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: 10}, tenancy.PlanStarter: {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: 50},
-		tenancy.PlanPro: {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: 200}, tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: 1000},
+		tenancy.PlanFree: {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: fast}, tenancy.PlanStarter: {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: fast},
+		tenancy.PlanPro: {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: fast}, tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: fast},
 	}
 }

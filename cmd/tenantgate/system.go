@@ -22,6 +22,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
@@ -115,7 +116,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	g.public = router.New(router.Deps{
 		Catalog: g.store, Tenants: c.placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
 		Tokens: tokens, Keys: c.keys, Principals: c.principals, Revocations: c.revocations, Changes: g.feed,
-		Throttle: g.throttle(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
+		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch,
 		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader:    cfg.ProxyHeader,
@@ -186,6 +187,16 @@ func (g *gateway) throttle(prefix string, log *slog.Logger) throttle.Counter {
 		return local
 	}
 	return throttle.WithFallback(throttle.NewRedis(g.redis, prefix+"throttle:"), local, log)
+}
+
+// rateLimiter enforces plan rps across replicas through Redis, and in
+// process when there is none or it is down.
+func (g *gateway) rateLimiter(prefix string, log *slog.Logger) ratelimit.Limiter {
+	local := ratelimit.NewLocal(100_000)
+	if g.redis == nil {
+		return local
+	}
+	return ratelimit.WithFallback(ratelimit.NewRedis(g.redis, prefix+"rate:"), local, log)
 }
 
 func (g *gateway) degradable() map[string]func(context.Context) error {
