@@ -14,6 +14,10 @@ func tenancyConn(t *testing.T, b *bundle) *pgx.Conn {
 	return tenancytest.Connect(t, b.env.CatalogURL)
 }
 
+func tenancyConnTo(t *testing.T, dsn string) *pgx.Conn {
+	return tenancytest.Connect(t, dsn)
+}
+
 var tenantTables = []string{"agents", "tasks", "messages", "activity_logs", "agent_sessions", "schedules"}
 
 // TestRowLevelSecurity works below the API: as the application role, with
