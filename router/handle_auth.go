@@ -277,6 +277,9 @@ func rateLimited(message string, retry time.Duration) error {
 
 // handleLogout revokes the session's token on every replica, durably.
 func (s *server) handleLogout(c *fiber.Ctx) error {
+	if err := s.noBody(c); err != nil {
+		return err
+	}
 	id, _ := tenancy.IdentityFrom(c.UserContext())
 	if id.TokenID == "" {
 		return tenancy.Errorf(tenancy.CodeInvalid, "logout ends a session; revoke an API key with DELETE /api/api-keys/{id}")
