@@ -92,6 +92,22 @@ func TestOperatorFlow(t *testing.T) {
 	_, _, err = tg(t, "tenants", "create", "--slug", "acme", "--name", "Again")
 	require.ErrorContains(t, err, "already exists")
 
+	out, _, err = tg(t, "tenants", "set-limits", "acme", "--max-agents", "2", "--rps", "7")
+	require.NoError(t, err)
+	require.Contains(t, out, "limits updated")
+	out, _, err = tg(t, "tenants", "set-usage", "acme", "--agent-minutes", "42")
+	require.NoError(t, err)
+	out, _, err = tg(t, "tenants", "show", "acme", "--output", "json")
+	require.NoError(t, err)
+	require.Contains(t, out, `"agentMinutesUsed": 42`)
+	for _, bad := range [][]string{{"tenants", "set-limits", "acme"}, {"tenants", "set-limits", "acme", "--rps", "-3"},
+		{"tenants", "set-usage", "acme"}} {
+		_, _, err := tg(t, bad...)
+		require.Equal(t, 2, report(&bytes.Buffer{}, err), "%v", bad)
+	}
+	_, _, err = tg(t, "tenants", "set-usage", "nobody", "--agent-minutes", "1")
+	require.ErrorContains(t, err, "not found")
+
 	// serve refuses to start without a secret and says what to set.
 	_, _, err = tg(t, "serve")
 	require.ErrorContains(t, err, "TENANTGATE_JWT_SECRET")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -24,8 +25,77 @@ func (c *cli) tenantsCmd() *cobra.Command {
 		c.tenantsStatusCmd("approve", "Let a waitlisted organization in", tenancy.StatusActive, tenancy.StatusPending),
 		c.tenantsStatusCmd("suspend", "Suspend an organization: its requests get 403 organization_suspended",
 			tenancy.StatusSuspended, tenancy.StatusActive, tenancy.StatusPending),
-		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended))
+		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended),
+		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd())
 	return cmd
+}
+
+func (c *cli) tenantsSetUsageCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "set-usage SLUG", Short: "Set an organization's agent-minutes for the current billing period",
+		Args: cobra.ExactArgs(1)}
+	minutes := cmd.Flags().Int64("agent-minutes", -1, "agent-minutes used this period (required)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *minutes < 0 {
+			return tenancy.Errorf(tenancy.CodeInvalid, "--agent-minutes: required, 0 or more")
+		}
+		return c.changeOrganization(cmd, func(store *catalog.Store) (tenancy.Organization, error) {
+			return store.SetUsage(cmd.Context(), args[0], *minutes)
+		}, fmt.Sprintf("agent-minutes this period set to %d", *minutes))
+	}
+	return cmd
+}
+
+func (c *cli) tenantsSetLimitsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "set-limits SLUG", Short: "Override an organization's plan limits (0 returns a limit to the plan's)",
+		Args: cobra.ExactArgs(1)}
+	f := cmd.Flags()
+	agents := f.Int("max-agents", -1, "most live agents")
+	minutes := f.Int("max-agent-minutes", -1, "agent-minutes per billing period")
+	rps := f.Int("rps", -1, "requests per second")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		set := func(name string, v int) (*int, error) {
+			if !cmd.Flags().Changed(name) {
+				return nil, nil
+			}
+			if v < 0 {
+				return nil, tenancy.Errorf(tenancy.CodeInvalid, "--%s: must be 0 or more", name)
+			}
+			return &v, nil
+		}
+		a, err1 := set("max-agents", *agents)
+		m, err2 := set("max-agent-minutes", *minutes)
+		r, err3 := set("rps", *rps)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return err
+		}
+		if a == nil && m == nil && r == nil {
+			return tenancy.Errorf(tenancy.CodeInvalid, "give at least one of --max-agents, --max-agent-minutes, --rps")
+		}
+		return c.changeOrganization(cmd, func(store *catalog.Store) (tenancy.Organization, error) {
+			return store.SetLimits(cmd.Context(), args[0], a, m, r)
+		}, "limits updated")
+	}
+	return cmd
+}
+
+// changeOrganization applies change to an organization in the catalog and
+// tells every gateway replica to re-read it.
+func (c *cli) changeOrganization(cmd *cobra.Command, change func(*catalog.Store) (tenancy.Organization, error), done string) error {
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
+	return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+		org, err := change(store)
+		if err != nil {
+			return err
+		}
+		if err := c.publish(cmd.Context(), cfg, store, tenancy.ChangeOrganization, org.ID); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "organization %s: %s\n", org.Slug, done)
+		return nil
+	})
 }
 
 // tenantsStatusCmd moves an organization to status from one of the from
@@ -33,21 +103,9 @@ func (c *cli) tenantsCmd() *cobra.Command {
 func (c *cli) tenantsStatusCmd(name, short string, status tenancy.Status, from ...tenancy.Status) *cobra.Command {
 	cmd := &cobra.Command{Use: name + " SLUG", Short: short, Args: cobra.ExactArgs(1)}
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := c.config()
-		if err != nil {
-			return err
-		}
-		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
-			org, err := store.SetOrganizationStatus(cmd.Context(), args[0], status, from...)
-			if err != nil {
-				return err
-			}
-			if err := c.publish(cmd.Context(), cfg, store, tenancy.ChangeOrganization, org.ID); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "organization %s is %s\n", org.Slug, org.Status)
-			return nil
-		})
+		return c.changeOrganization(cmd, func(store *catalog.Store) (tenancy.Organization, error) {
+			return store.SetOrganizationStatus(cmd.Context(), args[0], status, from...)
+		}, "now "+string(status))
 	}
 	return cmd
 }

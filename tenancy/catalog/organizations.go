@@ -84,6 +84,8 @@ type OrganizationDetail struct {
 	Epoch            int64  `json:"epoch"`
 	Users            int    `json:"users"`
 	AgentMinutesUsed int64  `json:"agentMinutesUsed"`
+	// LimitOverrides are an operator's limits; zero fields take the plan's.
+	LimitOverrides tenancy.Limits `json:"limitOverrides"`
 }
 
 // Organizations lists every organization with its placement, by slug.
@@ -97,6 +99,7 @@ func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error)
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrganizationDetail, error) {
 		var d OrganizationDetail
 		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.Users, &d.AgentMinutesUsed)...)
+		d.LimitOverrides = d.Overrides
 		return d, err
 	})
 }
