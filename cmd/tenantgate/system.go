@@ -196,7 +196,7 @@ func (g *gateway) rateLimiter(prefix string, log *slog.Logger) ratelimit.Limiter
 	if g.redis == nil {
 		return local
 	}
-	return ratelimit.WithFallback(ratelimit.NewRedis(g.redis, prefix+"rate:"), local, log)
+	return ratelimit.WithFallback(ratelimit.NewRedis(g.redis, prefix), local, log)
 }
 
 func (g *gateway) degradable() map[string]func(context.Context) error {
@@ -217,6 +217,9 @@ func openBus(cfg config.Config, log *slog.Logger) (broadcast.Bus, *redis.Client,
 		return nil, nil, fmt.Errorf("redis_url: %w", err)
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 500*time.Millisecond, 500*time.Millisecond, 500*time.Millisecond
+	// One dial attempt and no command retries: callers have in-process
+	// fallbacks, so a fast failure is worth more than a late success.
+	opts.DialerRetries, opts.MaxRetries = 1, -1
 	client := redis.NewClient(opts)
 	return broadcast.NewRedis(client, cfg.RedisPrefix, log), client, nil
 }

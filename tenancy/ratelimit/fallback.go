@@ -3,14 +3,15 @@ package ratelimit
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
+	"time"
+
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // withFallback is the Limiter of WithFallback.
 type withFallback struct {
 	primary, fallback Limiter
-	log               *slog.Logger
-	down              atomic.Bool // an outage of primary is going on
+	outage            *outage.Tracker
 }
 
 // WithFallback uses primary, and fallback whenever primary returns an error
@@ -18,10 +19,10 @@ type withFallback struct {
 // works again. It never returns primary's error: limiting per replica is
 // better than failing every request because Redis did.
 //
-// Every call tries primary first, so while it is away each call waits for
-// its failure; give the Redis client short dial and read timeouts.
+// While primary is down, calls go straight to fallback and one call a
+// second tries primary again, so an outage costs requests no waiting.
 func WithFallback(primary, fallback Limiter, log *slog.Logger) Limiter {
-	return &withFallback{primary: primary, fallback: fallback, log: log}
+	return &withFallback{primary: primary, fallback: fallback, outage: outage.New("rate limiter (Redis)", log, time.Second)}
 }
 
 func (f *withFallback) Allow(ctx context.Context, key string, l Limit) (Decision, error) {
@@ -29,25 +30,16 @@ func (f *withFallback) Allow(ctx context.Context, key string, l Limit) (Decision
 	if _, err := l.normalize(); err != nil {
 		return Decision{}, err
 	}
-	d, err := f.primary.Allow(ctx, key, l)
-	if f.worked(ctx, err) {
-		return d, nil
+	if !f.outage.Skip() {
+		d, err := f.primary.Allow(ctx, key, l)
+		if f.worked(ctx, err) {
+			return d, nil
+		}
 	}
 	return f.fallback.Allow(ctx, key, l)
 }
 
-// worked reports whether primary answered, and logs when an outage starts
-// or ends. An error after the caller's context ended says nothing about
-// primary, so it neither starts nor ends an outage.
+// worked reports whether primary answered (see outage.Tracker).
 func (f *withFallback) worked(ctx context.Context, err error) bool {
-	switch {
-	case err == nil:
-		if f.down.CompareAndSwap(true, false) {
-			f.log.Info("ratelimit: primary limiter works again; limiting there")
-		}
-		return true
-	case ctx.Err() == nil && f.down.CompareAndSwap(false, true):
-		f.log.Warn("ratelimit: primary limiter failed; limiting in process until it recovers", "err", err)
-	}
-	return false
+	return f.outage.Report(ctx, err)
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // logBuffer collects log lines written from any goroutine.
@@ -79,6 +81,8 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 	fallback := NewLocal(100)
 	log, logs := newLog()
 	l := WithFallback(primary, fallback, log)
+	// Retry primary on every call, so recovery shows at once.
+	l.(*withFallback).outage = outage.New("test", log, 0)
 	lim := Limit{RPS: 100}
 	outage := func() {
 		primary.fail.Store(true)

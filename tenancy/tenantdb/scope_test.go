@@ -80,7 +80,7 @@ func ctx(t testing.TB) context.Context {
 func TestReadIsOneRoundTrip(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1)
-	_, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "one"})
+	_, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "one"}, 1000)
 	require.NoError(t, err)
 	// Warm up: the connection's handshake, and pgx describing each new
 	// statement once before caching it, are not per-request costs.
@@ -106,7 +106,7 @@ func TestReadIsOneRoundTrip(t *testing.T) {
 func TestSettingDoesNotOutliveItsTransaction(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1) // one connection: every call reuses it
-	_, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "mine"})
+	_, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "mine"}, 1000)
 	require.NoError(t, err)
 	_, _, err = f.agents.List(ctx(t), f.a, tenancy.Page{})
 	require.NoError(t, err)
@@ -129,7 +129,7 @@ func TestSettingDoesNotOutliveItsTransaction(t *testing.T) {
 func TestScopeIsolation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 4)
-	mine, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "x"})
+	mine, err := f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "x"}, 1000)
 	require.NoError(t, err)
 	_, err = f.agents.Get(ctx(t), f.b, mine.ID)
 	require.ErrorIs(t, err, tenancy.ErrNotFound)
@@ -141,9 +141,9 @@ func TestScopeIsolation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "x", got.Name)
 
-	_, err = f.agents.Create(ctx(t), f.b, "", NewAgent{Name: "x"})
+	_, err = f.agents.Create(ctx(t), f.b, "", NewAgent{Name: "x"}, 1000)
 	require.NoError(t, err, "names are unique per tenant, not globally")
-	_, err = f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "x"})
+	_, err = f.agents.Create(ctx(t), f.a, "", NewAgent{Name: "x"}, 1000)
 	require.Equal(t, tenancy.CodeConflict, tenancy.ErrorCode(err))
 }
 
@@ -153,7 +153,7 @@ func TestWritesRefusedWhileMoving(t *testing.T) {
 	f := newFixture(t, 2)
 	moving := f.a
 	moving.Placement.State = tenancy.PlacementMoving
-	_, err := f.agents.Create(ctx(t), moving, "", NewAgent{Name: "x"})
+	_, err := f.agents.Create(ctx(t), moving, "", NewAgent{Name: "x"}, 1000)
 	require.Equal(t, tenancy.CodeTenantUnavailable, tenancy.ErrorCode(err))
 	var te *tenancy.Error
 	require.ErrorAs(t, err, &te)
@@ -169,7 +169,7 @@ func TestWritesRefusedWhileMoving(t *testing.T) {
 func BenchmarkScopeList(b *testing.B) {
 	f := newFixture(b, 4)
 	for i := range 20 {
-		_, err := f.agents.Create(ctx(b), f.a, "", NewAgent{Name: fmt.Sprintf("agent-%d", i)})
+		_, err := f.agents.Create(ctx(b), f.a, "", NewAgent{Name: fmt.Sprintf("agent-%d", i)}, 1000)
 		require.NoError(b, err)
 	}
 	b.Run("scope", func(b *testing.B) {

@@ -3,15 +3,15 @@ package throttle
 import (
 	"context"
 	"log/slog"
-	"sync/atomic"
 	"time"
+
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // withFallback is the Counter of WithFallback.
 type withFallback struct {
 	primary, fallback Counter
-	log               *slog.Logger
-	down              atomic.Bool // an outage of primary is going on
+	outage            *outage.Tracker
 }
 
 // WithFallback uses primary, and fallback whenever primary returns an error
@@ -19,10 +19,10 @@ type withFallback struct {
 // works again. It never returns primary's error: throttling per replica is
 // better than logins failing because Redis did.
 //
-// Every call tries primary first, so while it is away each call waits for
-// its failure; give the Redis client short dial and read timeouts.
+// While primary is down, calls go straight to fallback and one call a
+// second tries primary again, so an outage costs requests no waiting.
 func WithFallback(primary, fallback Counter, log *slog.Logger) Counter {
-	return &withFallback{primary: primary, fallback: fallback, log: log}
+	return &withFallback{primary: primary, fallback: fallback, outage: outage.New("throttle counter (Redis)", log, time.Second)}
 }
 
 func (f *withFallback) Hit(ctx context.Context, key string, window time.Duration) (int64, time.Duration, error) {
@@ -30,17 +30,21 @@ func (f *withFallback) Hit(ctx context.Context, key string, window time.Duration
 	if err := checkWindow(window); err != nil {
 		return 0, 0, err
 	}
-	n, resetIn, err := f.primary.Hit(ctx, key, window)
-	if f.worked(ctx, err) {
-		return n, resetIn, nil
+	if !f.outage.Skip() {
+		n, resetIn, err := f.primary.Hit(ctx, key, window)
+		if f.worked(ctx, err) {
+			return n, resetIn, nil
+		}
 	}
 	return f.fallback.Hit(ctx, key, window)
 }
 
 func (f *withFallback) Peek(ctx context.Context, key string) (int64, time.Duration, error) {
-	n, resetIn, err := f.primary.Peek(ctx, key)
-	if f.worked(ctx, err) {
-		return n, resetIn, nil
+	if !f.outage.Skip() {
+		n, resetIn, err := f.primary.Peek(ctx, key)
+		if f.worked(ctx, err) {
+			return n, resetIn, nil
+		}
 	}
 	return f.fallback.Peek(ctx, key)
 }
@@ -48,22 +52,13 @@ func (f *withFallback) Peek(ctx context.Context, key string) (int64, time.Durati
 // Reset forgets key in both counters: counts taken during an outage stay in
 // fallback and would otherwise return at the next one.
 func (f *withFallback) Reset(ctx context.Context, key string) error {
-	f.worked(ctx, f.primary.Reset(ctx, key))
+	if !f.outage.Skip() {
+		f.worked(ctx, f.primary.Reset(ctx, key))
+	}
 	return f.fallback.Reset(ctx, key)
 }
 
-// worked reports whether primary answered, and logs when an outage starts
-// or ends. An error after the caller's context ended says nothing about
-// primary, so it neither starts nor ends an outage.
+// worked reports whether primary answered (see outage.Tracker).
 func (f *withFallback) worked(ctx context.Context, err error) bool {
-	switch {
-	case err == nil:
-		if f.down.CompareAndSwap(true, false) {
-			f.log.Info("throttle: primary counter works again; counting there")
-		}
-		return true
-	case ctx.Err() == nil && f.down.CompareAndSwap(false, true):
-		f.log.Warn("throttle: primary counter failed; counting in process until it recovers", "err", err)
-	}
-	return false
+	return f.outage.Report(ctx, err)
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // logBuffer collects log lines written from any goroutine.
@@ -68,12 +70,14 @@ func TestFallbackWhenRedisRefuses(t *testing.T) {
 // flaky is a Counter whose failures the test switches on and off.
 type flaky struct {
 	Counter
-	fail atomic.Bool
+	fail  atomic.Bool
+	calls atomic.Int64
 }
 
 var errDown = errors.New("down")
 
 func (f *flaky) Hit(ctx context.Context, key string, window time.Duration) (int64, time.Duration, error) {
+	f.calls.Add(1)
 	if f.fail.Load() {
 		return 0, 0, errDown
 	}
@@ -101,6 +105,8 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 	fallback := NewLocal(100)
 	log, logs := newLog()
 	c := WithFallback(primary, fallback, log)
+	// Retry primary on every call, so recovery shows at once.
+	c.(*withFallback).outage = outage.New("test", log, 0)
 	outage := func() {
 		primary.fail.Store(true)
 		for range 3 {
@@ -150,4 +156,19 @@ func TestFallbackRejectsBadWindow(t *testing.T) {
 	_, _, err := c.Hit(context.Background(), "k", 0)
 	require.ErrorIs(t, err, errWindow)
 	require.Zero(t, logs.count("WARN"), "a bad window is no outage")
+}
+
+// TestFallbackSkipsADownPrimary: during an outage calls do not wait on the
+// primary again until the retry interval passes.
+func TestFallbackSkipsADownPrimary(t *testing.T) {
+	t.Parallel()
+	primary := &flaky{Counter: NewLocal(100)}
+	primary.fail.Store(true)
+	log, _ := newLog()
+	c := WithFallback(primary, NewLocal(100), log)
+	for range 5 {
+		_, _, err := c.Hit(context.Background(), "k", time.Minute)
+		require.NoError(t, err)
+	}
+	require.EqualValues(t, 1, primary.calls.Load(), "one failure, then the fallback alone")
 }
