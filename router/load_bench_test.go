@@ -13,9 +13,13 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 )
 
@@ -35,7 +39,13 @@ const (
 func BenchmarkLoadGatewayVsBare(b *testing.B) {
 	// A real JSON logger writing nowhere: encoding the access log is part
 	// of the gateway's cost.
-	bn := setup(b, setupOptions{log: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	// Rate limits in Redis, as a multi-replica deployment runs them.
+	opts, err := redis.ParseURL(tenancytest.RedisURL())
+	require.NoError(b, err)
+	rdb := redis.NewClient(opts)
+	b.Cleanup(func() { rdb.Close() })
+	bn := setup(b, setupOptions{log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		limiter: ratelimit.NewBatched(ratelimit.NewRedis(rdb, "tgbench:"+uuid.NewString()[:8]+":"), 1000)})
 	gateway := serveApp(b, bn.app)
 	tenants := map[string]org{
 		"shared":    bn.org(b, "load-shared", tenancy.PlanPro),

@@ -9,6 +9,7 @@ import (
 // routes lists the whole public API.
 func routes(app *fiber.App, s *server) {
 	app.Use(s.observe, s.recover, s.deadline)
+	app.Get("/openapi.json", s.handleOpenAPI)
 
 	api := app.Group("/api")
 	api.Post("/auth/signup", s.handleSignup)

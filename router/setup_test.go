@@ -68,6 +68,7 @@ type setupOptions struct {
 	signupMode string // default open
 	login      LoginPolicy
 	plans      map[tenancy.Plan]tenancy.Limits // default: the contract's
+	limiter    ratelimit.Limiter               // default: in-process
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -114,6 +115,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	if o.plans == nil {
 		o.plans = contractPlans()
 	}
+	if o.limiter == nil {
+		o.limiter = ratelimit.NewLocal(10_000)
+	}
 	b.placements = placement.New(1000, time.Minute, b.store.Tenant)
 	b.keys = identity.NewKeys(func(ctx context.Context, prefix string) (identity.KeyRecord, error) {
 		k, err := b.store.APIKeyByPrefix(ctx, prefix)
@@ -141,7 +145,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.agents = b.data.Agents
 	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Data: b.data, Plans: o.plans,
 		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
-		Throttle: throttle.NewLocal(10_000), RateLimiter: ratelimit.NewLocal(10_000), Login: o.login, SignupMode: o.signupMode,
+		Throttle: throttle.NewLocal(10_000), RateLimiter: o.limiter, Login: o.login, SignupMode: o.signupMode,
 		CreateOrganization: func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
 			return b.prov.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
 				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})

@@ -196,7 +196,7 @@ func (g *gateway) rateLimiter(prefix string, log *slog.Logger) ratelimit.Limiter
 	if g.redis == nil {
 		return local
 	}
-	return ratelimit.WithFallback(ratelimit.NewRedis(g.redis, prefix), local, log)
+	return ratelimit.WithFallback(ratelimit.NewBatched(ratelimit.NewRedis(g.redis, prefix), 100_000), local, log)
 }
 
 func (g *gateway) degradable() map[string]func(context.Context) error {

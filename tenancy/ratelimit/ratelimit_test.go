@@ -338,6 +338,9 @@ func BenchmarkAllow(b *testing.B) {
 	b.Run("redis", func(b *testing.B) {
 		benchmarkAllow(b, NewRedis(redisClient(b), prefix()))
 	})
+	b.Run("redis-batched", func(b *testing.B) {
+		benchmarkAllow(b, NewBatched(NewRedis(redisClient(b), prefix()), 10_000))
+	})
 }
 
 // benchmarkAllow spreads requests over 1024 keys, so Local's LRU is

@@ -26,13 +26,20 @@ func NewRedis(client *redis.Client, prefix string) *Redis {
 
 // Allow counts one request for key against l, if it is allowed.
 func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error) {
+	_, d, err := r.take(ctx, key, l, 1)
+	return d, err
+}
+
+// take takes up to n requests' worth of tokens for key at once and returns
+// how many it got, with the decision for the first of them.
+func (r *Redis) take(ctx context.Context, key string, l Limit, n int) (int, Decision, error) {
 	l, err := l.normalize()
 	if err != nil {
-		return Decision{}, err
+		return 0, Decision{}, err
 	}
-	res, err := r.limiter.Allow(ctx, r.prefix+key, redis_rate.Limit{Rate: l.RPS, Burst: l.Burst, Period: time.Second})
+	res, err := r.limiter.AllowAtMost(ctx, r.prefix+key, redis_rate.Limit{Rate: l.RPS, Burst: l.Burst, Period: time.Second}, n)
 	if err != nil {
-		return Decision{}, fmt.Errorf("ratelimit: redis allow %q: %w", key, err)
+		return 0, Decision{}, fmt.Errorf("ratelimit: redis allow %q: %w", key, err)
 	}
 	d := Decision{
 		Allowed:    res.Allowed > 0,
@@ -46,5 +53,5 @@ func (r *Redis) Allow(ctx context.Context, key string, l Limit) (Decision, error
 		// arithmetic lands on zero.
 		d.RetryAfter = max(res.RetryAfter, time.Nanosecond)
 	}
-	return d, nil
+	return res.Allowed, d, nil
 }
