@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -39,8 +40,9 @@ const idempotencyHeader = "Idempotency-Key"
 
 // idempotent makes a POST with an Idempotency-Key run at most once per
 // tenant and key: a retry with the same body gets the first answer again,
-// the same key with another body is a conflict. Only successful answers
-// are kept; a failed request did nothing and may run again.
+// the same key with another body is a conflict. Every final answer is kept
+// (a 4xx too: the same request would get it again) except 5xx and 429,
+// which say "try again" — the key is released so the retry runs.
 func (s *server) idempotent(c *fiber.Ctx) error {
 	key := c.Get(idempotencyHeader)
 	if c.Method() != fiber.MethodPost || key == "" {
@@ -66,7 +68,7 @@ func (s *server) idempotent(c *fiber.Ctx) error {
 		}
 	}
 	status := c.Response().StatusCode()
-	if status < 200 || status > 299 {
+	if status >= 500 || status == fiber.StatusTooManyRequests {
 		return s.Data.Idempotency.Release(ctx, t, key)
 	}
 	return s.Data.Idempotency.Finish(ctx, t, key, status, bytes.Clone(c.Response().Body()))
@@ -88,5 +90,14 @@ func replay(c *fiber.Ctx, rec tenantdb.Recorded, hash []byte) error {
 	}
 	c.Set("Idempotent-Replayed", "true")
 	c.Set(fiber.HeaderContentType, fiber.MIMEApplicationJSON)
-	return c.Status(rec.Status).Send(rec.Response)
+	body := rec.Response
+	if rec.Status >= 400 {
+		// An error names its request: the replay's, as X-Request-Id does.
+		var e errorBody
+		if json.Unmarshal(body, &e) == nil {
+			e.RequestID = requestID(c)
+			body, _ = json.Marshal(e)
+		}
+	}
+	return c.Status(rec.Status).Send(body)
 }

@@ -2,11 +2,13 @@ package router
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -61,27 +63,49 @@ func BenchmarkLoadGatewayVsBare(b *testing.B) {
 		require.NoError(b, err)
 		resolved[kind] = t
 	}
-	bare := serveApp(b, bareApp(bn.data.Agents, resolved))
+	bare := serveApp(b, bareApp(bn.data, resolved))
 
 	for b.Loop() {
 		for _, kind := range []string{"shared", "dedicated"} {
-			gw, br := 0.0, 0.0
-			for range loadRounds {
-				gw += hammer(b, "http://"+gateway+"/api/agents", tenants[kind].token)
-				br += hammer(b, "http://"+bare+"/bare/"+kind, "")
+			for _, op := range []struct{ name, method, gateway, bare string }{
+				{"list", "GET", "/api/agents", "/bare/" + kind},
+				{"create", "POST", "/api/tasks", "/bare-create/" + kind},
+			} {
+				gw, br := 0.0, 0.0
+				for range loadRounds {
+					gw += hammer(b, op.method, "http://"+gateway+op.gateway, tenants[kind].token)
+					br += hammer(b, op.method, "http://"+bare+op.bare, "")
+				}
+				gw, br = gw/loadRounds, br/loadRounds
+				name := kind + "-" + op.name
+				b.ReportMetric(gw, name+"-gateway-req/s")
+				b.ReportMetric(br, name+"-bare-req/s")
+				b.ReportMetric(gw/br, name+"-ratio")
 			}
-			gw, br = gw/loadRounds, br/loadRounds
-			b.ReportMetric(gw, kind+"-gateway-req/s")
-			b.ReportMetric(br, kind+"-bare-req/s")
-			b.ReportMetric(gw/br, kind+"-ratio")
 		}
 	}
 }
 
-// bareApp answers GET /bare/:kind with the tenant's agents through the same
-// store, scope and pool as the gateway, and nothing else.
-func bareApp(agents *tenantdb.Agents, tenants map[string]tenancy.Tenant) *fiber.App {
+const createBody = `{"title":"benchmark task","priority":"normal"}`
+
+// bareApp answers GET /bare/:kind with the tenant's agents, and POST
+// /bare-create/:kind by creating a task, through the same stores, scope and
+// pool as the gateway, and nothing else.
+func bareApp(data tenantdb.Stores, tenants map[string]tenancy.Tenant) *fiber.App {
+	agents := data.Agents
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
+	app.Post("/bare-create/:kind", func(c *fiber.Ctx) error {
+		var req taskCreate
+		if err := json.Unmarshal(c.Body(), &req); err != nil {
+			return err
+		}
+		task, err := data.Tasks.Create(c.UserContext(), tenants[c.Params("kind")], "",
+			tenantdb.NewTask{Title: req.Title, Priority: req.Priority})
+		if err != nil {
+			return err
+		}
+		return c.Status(fiber.StatusCreated).JSON(task)
+	})
 	app.Get("/bare/:kind", func(c *fiber.Ctx) error {
 		agentList, next, err := agents.List(c.UserContext(), tenants[c.Params("kind")], tenancy.Page{})
 		if err != nil {
@@ -102,7 +126,7 @@ func serveApp(b *testing.B, app *fiber.App) string {
 
 // hammer sends GETs from loadWorkers keep-alive clients for loadRound and
 // returns successful requests per second; any non-200 fails the benchmark.
-func hammer(b *testing.B, url, token string) float64 {
+func hammer(b *testing.B, method, url, token string) float64 {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: loadWorkers}, Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
 	var ok, bad atomic.Int64
@@ -113,7 +137,11 @@ func hammer(b *testing.B, url, token string) float64 {
 		go func() {
 			defer wg.Done()
 			for time.Now().Before(deadline) {
-				req, _ := http.NewRequest("GET", url, nil)
+				var body io.Reader
+				if method == "POST" {
+					body = strings.NewReader(createBody)
+				}
+				req, _ := http.NewRequest(method, url, body)
 				if token != "" {
 					req.Header.Set("Authorization", "Bearer "+token)
 				}
@@ -124,7 +152,7 @@ func hammer(b *testing.B, url, token string) float64 {
 				}
 				_, _ = io.Copy(io.Discard, res.Body)
 				res.Body.Close()
-				if res.StatusCode != 200 {
+				if res.StatusCode != 200 && res.StatusCode != 201 {
 					bad.Add(1)
 					continue
 				}
