@@ -1,12 +1,13 @@
 // Package provisioner creates and migrates the databases that hold tenant
 // data and registers them in the catalog: the bootstrap that `tenantgate
-// init` runs, and the creation of organizations with their placement. For
-// now an enterprise organization's database is created synchronously; the
-// durable job service comes later.
+// init` runs, the creation of organizations with their placement, the
+// provisioning of dedicated databases (from a per-server template), and the
+// job worker of `tenantgate provisioner` that runs them durably.
 package provisioner
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -103,6 +104,9 @@ type Provisioner struct {
 	cfg   Config
 	store *catalog.Store
 	log   *slog.Logger
+	// Publish, when set, tells every gateway replica to re-read an
+	// organization (the change feed).
+	Publish func(ctx context.Context, orgID string) error
 }
 
 // New returns a Provisioner writing to store.
@@ -119,47 +123,88 @@ type CreateOrganization struct {
 	OwnerPasswordHash string
 }
 
-// CreateOrganization places a new organization: on the shared database, or
-// for enterprise plans on a dedicated database created, migrated and
-// registered first.
+// CreateOrganization places a new organization and, for a dedicated
+// plan, provisions its database before returning.
 func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganization) (tenancy.Organization, error) {
+	org, db, err := p.register(ctx, req)
+	if err != nil || db.State == "ready" {
+		return org, err
+	}
+	return org, p.ProvisionDatabase(ctx, db.ID, func(string) {})
+}
+
+// EnqueueOrganization records a new organization and, for a dedicated
+// plan, queues the provisioning of its database for the provisioner
+// service; job is empty when there is nothing to wait for.
+func (p *Provisioner) EnqueueOrganization(ctx context.Context, req CreateOrganization) (org tenancy.Organization, job string, err error) {
+	org, db, err := p.register(ctx, req)
+	if err != nil || db.State == "ready" {
+		return org, "", err
+	}
+	j, err := p.store.EnqueueJob(ctx, catalog.JobProvision, org.ID, provisionPayload{DatabaseID: db.ID})
+	return org, j.ID, err
+}
+
+type provisionPayload struct {
+	DatabaseID string `json:"databaseId"`
+}
+
+// register writes the organization, its placement and, for a dedicated
+// plan, its database's record in state "creating" (its tenants are refused
+// until the database is ready). Two concurrent creates of one slug make one
+// organization and one database: both names are unique in the catalog.
+func (p *Provisioner) register(ctx context.Context, req CreateOrganization) (tenancy.Organization, tenancy.Database, error) {
 	if err := tenancy.ValidateSlug(req.Slug); err != nil {
-		return tenancy.Organization{}, err
+		return tenancy.Organization{}, tenancy.Database{}, err
 	}
 	if _, err := p.store.OrganizationBySlug(ctx, req.Slug); err == nil {
-		return tenancy.Organization{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
+		return tenancy.Organization{}, tenancy.Database{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
 	} else if tenancy.ErrorCode(err) != tenancy.CodeNotFound {
-		return tenancy.Organization{}, err
+		return tenancy.Organization{}, tenancy.Database{}, err
 	}
-	db, err := p.placeFor(ctx, req)
+	db, err := p.placeFor(ctx, req.Plan, req.Slug)
 	if err != nil {
-		return tenancy.Organization{}, err
+		return tenancy.Organization{}, db, err
 	}
-	return p.store.CreateOrganization(ctx, catalog.NewOrganization{
+	org, err := p.store.CreateOrganization(ctx, catalog.NewOrganization{
 		Slug: req.Slug, Name: req.Name, Plan: req.Plan, Status: orStatus(req.Status),
 		DatabaseID: db.ID, OwnerEmail: req.OwnerEmail, OwnerPasswordHash: req.OwnerPasswordHash,
 	})
+	return org, db, err
 }
 
-func (p *Provisioner) placeFor(ctx context.Context, req CreateOrganization) (tenancy.Database, error) {
-	if !req.Plan.Dedicated() {
+// placeFor returns the database a new organization goes to: the shared
+// one, or a dedicated one registered (not yet created) on the server with
+// the most room.
+func (p *Provisioner) placeFor(ctx context.Context, plan tenancy.Plan, slug string) (tenancy.Database, error) {
+	if !plan.Dedicated() {
 		return p.store.SharedDatabase(ctx)
 	}
-	name := p.cfg.DedicatedName(req.Slug)
-	dsn, err := schema.WithDatabase(p.cfg.DedicatedServerURL, name)
+	return p.RegisterDedicated(ctx, slug)
+}
+
+// RegisterDedicated records the dedicated database of slug in state
+// "creating", or returns the record that exists.
+func (p *Provisioner) RegisterDedicated(ctx context.Context, slug string) (tenancy.Database, error) {
+	serverURL, serverID := p.cfg.DedicatedServerURL, ""
+	switch srv, err := p.store.PickServer(ctx); {
+	case err == nil:
+		serverURL, serverID = srv.DSN, srv.ID
+	case tenancy.ErrorCode(err) != tenancy.CodeNotFound:
+		return tenancy.Database{}, err
+	default:
+		if has, herr := p.store.HasServers(ctx); herr != nil || has {
+			return tenancy.Database{}, errors.Join(herr, tenancy.Errorf(tenancy.CodeConflict,
+				"every registered server is at capacity; add one with `tenantgate servers add`"))
+		}
+	}
+	name := p.cfg.DedicatedName(slug)
+	dsn, err := schema.WithDatabase(serverURL, name)
 	if err != nil {
 		return tenancy.Database{}, err
 	}
-	v, err := prepareTenantDatabase(ctx, p.cfg, dsn, name)
-	if err != nil {
-		return tenancy.Database{}, fmt.Errorf("provision %s: %w", name, err)
-	}
-	db, err := p.store.RegisterDatabase(ctx, tenancy.Database{Name: name, Kind: tenancy.KindDedicated, DSN: dsn})
-	if err != nil {
-		return db, err
-	}
-	p.log.Info("dedicated database ready", "database", name, "version", v.Version)
-	return db, p.store.SetDatabaseVersion(ctx, db.ID, v.Version, v.Dirty)
+	return p.store.RegisterDatabase(ctx, tenancy.Database{Name: name, Kind: tenancy.KindDedicated, DSN: dsn,
+		State: "creating", ServerID: serverID})
 }
 
 func orStatus(s tenancy.Status) tenancy.Status {

@@ -116,6 +116,9 @@ type Database struct {
 	DSN   string
 	State string
 	Dirty bool
+	// ServerID is the registered server holding it; empty for the shared
+	// database and for dedicated ones on dedicated.server_url.
+	ServerID string
 }
 
 // Role is a user's role within its organization.

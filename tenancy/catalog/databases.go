@@ -18,10 +18,10 @@ func scanDatabase(row interface{ Scan(...any) error }) (tenancy.Database, error)
 // recorded with the same DSN: registering twice is harmless.
 func (s *Store) RegisterDatabase(ctx context.Context, d tenancy.Database) (tenancy.Database, error) {
 	row := s.pool.QueryRow(ctx, `
-		INSERT INTO databases (name, kind, dsn, state)
-		VALUES ($1, $2, $3, $4)
+		INSERT INTO databases (name, kind, dsn, state, server_id)
+		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (dsn) DO UPDATE SET updated_at = databases.updated_at
-		RETURNING `+databaseColumns, d.Name, d.Kind, d.DSN, orDefault(d.State, "ready"))
+		RETURNING `+databaseColumns, d.Name, d.Kind, d.DSN, orDefault(d.State, "ready"), nullIfEmpty(d.ServerID))
 	out, err := scanDatabase(row)
 	return out, interpret(err, "database")
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -168,4 +169,42 @@ func containsStatus(list []tenancy.Status, s tenancy.Status) bool {
 		}
 	}
 	return false
+}
+
+// OrganizationsOn returns the ids of the organizations placed on a database.
+func (s *Store) OrganizationsOn(ctx context.Context, databaseID string) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT organization_id::text FROM placements WHERE database_id = $1`, databaseID)
+	if err != nil {
+		return nil, interpret(err, "placements")
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, interpret(err, "placements")
+}
+
+// SetOrganizationStatusByID sets an organization's status unconditionally.
+func (s *Store) SetOrganizationStatusByID(ctx context.Context, id string, status tenancy.Status) error {
+	_, err := s.pool.Exec(ctx, `UPDATE organizations SET status = $2, updated_at = now() WHERE id = $1`, id, status)
+	return interpret(err, "organization")
+}
+
+// DeleteOrganization removes an organization's catalog records (users,
+// keys and placement go with it) and its database's record when it was a
+// dedicated one that no one else uses.
+func (s *Store) DeleteOrganization(ctx context.Context, id string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var dbID, kind string
+		err := tx.QueryRow(ctx, `SELECT p.database_id::text, d.kind FROM placements p JOIN databases d ON d.id = p.database_id
+			WHERE p.organization_id = $1`, id).Scan(&dbID, &kind)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return interpret(err, "organization")
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM organizations WHERE id = $1`, id); err != nil {
+			return interpret(err, "organization")
+		}
+		if kind == tenancy.KindDedicated {
+			_, err = tx.Exec(ctx, `DELETE FROM databases d WHERE d.id = $1
+				AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.database_id = d.id)`, dbID)
+		}
+		return interpret(err, "database")
+	})
 }

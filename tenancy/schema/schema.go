@@ -141,3 +141,28 @@ func connectMaintenance(ctx context.Context, serverDSN string) (*pgx.Conn, error
 	}
 	return conn, nil
 }
+
+// CreateDatabaseFrom creates database name as a copy of template over conn
+// (a connection to the server's maintenance database), unless it exists.
+// PostgreSQL refuses while anyone is connected to the template.
+func CreateDatabaseFrom(ctx context.Context, conn *pgx.Conn, name, template string) error {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil || exists {
+		return err
+	}
+	_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
+	if err != nil && !isAlreadyExists(err) {
+		return fmt.Errorf("schema: create database %s from %s: %w", name, template, err)
+	}
+	return nil
+}
+
+// WithServerLock runs fn on a connection to the maintenance database of
+// serverDSN's server while holding the server-wide advisory lock key.
+func WithServerLock(ctx context.Context, serverDSN, key string, fn func(*pgx.Conn) error) error {
+	dsn, err := WithDatabase(serverDSN, "postgres")
+	if err != nil {
+		return err
+	}
+	return WithLock(ctx, dsn, key, fn)
+}

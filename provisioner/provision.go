@@ -1,0 +1,138 @@
+package provisioner
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantgate/tenantgate/migrations"
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+)
+
+// ProvisionDatabase brings a registered dedicated database to service:
+// created (from the server's template when it can), migrated to the newest
+// tenant schema, granted to the application role, verified as that role,
+// then marked ready. Every step is idempotent, so a provisioner killed at
+// any point resumes here without an orphan or a second database.
+func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, step func(string)) error {
+	db, err := p.store.Database(ctx, databaseID)
+	if err != nil || db.State == "ready" {
+		return err
+	}
+	start := time.Now()
+	step("create")
+	if err := p.createFromTemplate(ctx, db); err != nil {
+		return err
+	}
+	step("migrate")
+	v, err := schema.Migrate(ctx, db.DSN, migrations.Tenant, "tenant", 0)
+	if err != nil {
+		return fmt.Errorf("provision %s: %w", db.Name, err)
+	}
+	step("grant")
+	if err := grant(ctx, db.DSN, p.cfg.AppRole); err != nil {
+		return err
+	}
+	step("verify")
+	if err := p.verify(ctx, db.DSN); err != nil {
+		return err
+	}
+	if err := p.store.SetDatabaseVersion(ctx, db.ID, v.Version, v.Dirty); err != nil {
+		return err
+	}
+	step("ready")
+	if err := p.store.SetDatabaseState(ctx, db.ID, "ready"); err != nil {
+		return err
+	}
+	p.log.Info("dedicated database ready", "database", db.Name, "version", v.Version, "ms", time.Since(start).Milliseconds())
+	return p.publishDatabase(ctx, db.ID)
+}
+
+// createFromTemplate creates db as a copy of its server's template, which
+// is kept at the newest tenant schema, so a new tenant needs no migration
+// replay. When the template is busy or cannot be made, it creates an empty
+// database instead; the migrate step then brings it up to date.
+func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Database) error {
+	tmpl := p.cfg.DedicatedPrefix + "template"
+	err := schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
+		if err := p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
+			return err
+		}
+		return schema.CreateDatabaseFrom(ctx, conn, db.Name, tmpl)
+	})
+	if err != nil {
+		p.log.Warn("template copy failed; creating an empty database", "database", db.Name, "err", err)
+		return schema.CreateDatabase(ctx, db.DSN, db.Name)
+	}
+	return nil
+}
+
+// ensureTemplate makes the server's template database exist at the newest
+// tenant schema. The caller holds the server's template lock, so no copy
+// is being made from it while it is migrated.
+func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string) error {
+	if err := schema.CreateDatabase(ctx, serverDSN, name); err != nil {
+		return err
+	}
+	dsn, err := schema.WithDatabase(serverDSN, name)
+	if err != nil {
+		return err
+	}
+	if _, err := schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0); err != nil {
+		return fmt.Errorf("template %s: %w", name, err)
+	}
+	return grant(ctx, dsn, p.cfg.AppRole)
+}
+
+func grant(ctx context.Context, dsn, role string) error {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", schema.Redact(dsn), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return schema.GrantApp(ctx, conn, role)
+}
+
+// verify reads the new database as the application role, as the gateway
+// will: connect, set an organization, query a tenant table.
+func (p *Provisioner) verify(ctx context.Context, dsn string) error {
+	app, err := schema.WithUser(dsn, p.cfg.AppRole, p.cfg.AppRolePassword)
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.Connect(ctx, app)
+	if err != nil {
+		return fmt.Errorf("verify %s: %w", schema.Redact(dsn), err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('app.organization_id', '00000000-0000-0000-0000-000000000000', true)`); err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM agents`).Scan(&n); err != nil {
+			return fmt.Errorf("verify %s: %w", schema.Redact(dsn), err)
+		}
+		return nil
+	})
+}
+
+// publishDatabase tells gateways to re-read the tenants of a database.
+func (p *Provisioner) publishDatabase(ctx context.Context, databaseID string) error {
+	if p.Publish == nil {
+		return nil
+	}
+	orgs, err := p.store.OrganizationsOn(ctx, databaseID)
+	if err != nil {
+		return err
+	}
+	for _, id := range orgs {
+		if err := p.Publish(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,167 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+)
+
+// Handler runs one kind of job; step reports progress (shown by --wait and
+// /admin/jobs/{id}). Handlers must be idempotent: a job whose provisioner
+// died is run again from the start by another.
+type Handler func(ctx context.Context, job catalog.Job, step func(string)) error
+
+// Worker takes jobs from the catalog and runs them. Several workers, in
+// one process or many, share the queue: a job is claimed with FOR UPDATE
+// SKIP LOCKED under a lease the worker renews while it runs.
+type Worker struct {
+	store    *catalog.Store
+	log      *slog.Logger
+	handlers map[string]Handler
+	id       string
+	// Lease is how long a claim lasts without renewal; Poll how long an
+	// idle worker waits before looking again.
+	Lease, Poll time.Duration
+}
+
+// NewWorker returns a worker running handlers by job kind.
+func NewWorker(store *catalog.Store, log *slog.Logger, handlers map[string]Handler) *Worker {
+	host, _ := os.Hostname()
+	return &Worker{store: store, log: log, handlers: handlers, Lease: 30 * time.Second, Poll: 500 * time.Millisecond,
+		id: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())}
+}
+
+// Run works until ctx ends; the job in hand is given up (its lease runs
+// out and another worker resumes it).
+func (w *Worker) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		job, err := w.store.ClaimJob(ctx, w.id, w.Lease)
+		switch {
+		case err == nil:
+			w.run(ctx, job)
+			continue
+		case tenancy.ErrorCode(err) != tenancy.CodeNotFound && ctx.Err() == nil:
+			w.log.Warn("claiming a job failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(w.Poll):
+		}
+	}
+}
+
+func (w *Worker) run(ctx context.Context, job catalog.Job) {
+	handler, ok := w.handlers[job.Kind]
+	if !ok {
+		w.finish(ctx, job, fmt.Errorf("no handler for job kind %q", job.Kind))
+		return
+	}
+	log := w.log.With("job", job.ID, "kind", job.Kind, "attempt", job.Attempts)
+	log.Info("job started")
+	jobCtx, stopHeartbeat := w.heartbeat(ctx, job)
+	err := handler(jobCtx, job, func(step string) { stopHeartbeat.step(step) })
+	stopHeartbeat.stop()
+	if ctx.Err() != nil {
+		return // shutting down: leave the job to its lease
+	}
+	w.finish(ctx, job, err)
+	if err != nil {
+		log.Warn("job failed", "err", err)
+	} else {
+		log.Info("job succeeded")
+	}
+}
+
+// finish records the outcome; a failure is retried with exponential
+// backoff until the job's attempts are spent.
+func (w *Worker) finish(ctx context.Context, job catalog.Job, err error) {
+	var retry time.Duration
+	if err != nil && job.Attempts < job.MaxAttempts && !permanent(err) {
+		retry = time.Second << min(job.Attempts-1, 6)
+	}
+	if ferr := w.store.FinishJob(ctx, job.ID, w.id, err, retry); ferr != nil {
+		w.log.Error("recording a job's end failed", "job", job.ID, "err", ferr)
+	}
+}
+
+// permanent errors are the caller's (a bad request, a missing object):
+// retrying cannot help.
+func permanent(err error) bool {
+	var te *tenancy.Error
+	return errors.As(err, &te) && (te.Code == tenancy.CodeInvalid || te.Code == tenancy.CodeNotFound || te.Code == tenancy.CodeConflict)
+}
+
+// beat renews a job's lease and publishes its step until stopped.
+type beat struct {
+	mu      sync.Mutex
+	current string
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func (b *beat) step(s string) {
+	b.mu.Lock()
+	b.current = s
+	b.mu.Unlock()
+}
+
+func (b *beat) stop() {
+	b.cancel()
+	<-b.done
+}
+
+// heartbeat starts renewing job's lease every third of it, recording the
+// latest step, and returns a context that ends if the lease is lost
+// (another worker took the job).
+func (w *Worker) heartbeat(ctx context.Context, job catalog.Job) (context.Context, *beat) {
+	jobCtx, cancel := context.WithCancel(ctx)
+	b := &beat{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		tick := time.NewTicker(w.Lease / 3)
+		defer tick.Stop()
+		for {
+			b.mu.Lock()
+			step := b.current
+			b.mu.Unlock()
+			if err := w.store.ExtendJob(jobCtx, job.ID, w.id, step, w.Lease); err != nil && jobCtx.Err() == nil {
+				w.log.Warn("job lease lost", "job", job.ID, "err", err)
+				cancel()
+				return
+			}
+			select {
+			case <-jobCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return jobCtx, b
+}
+
+// Handlers are the jobs this package runs itself: provisioning and
+// deleting. Moves are wired in by the caller.
+func (p *Provisioner) Handlers() map[string]Handler {
+	return map[string]Handler{
+		catalog.JobProvision: func(ctx context.Context, job catalog.Job, step func(string)) error {
+			var pl provisionPayload
+			if err := decodePayload(job, &pl); err != nil {
+				return err
+			}
+			return p.ProvisionDatabase(ctx, pl.DatabaseID, step)
+		},
+		catalog.JobDelete: func(ctx context.Context, job catalog.Job, step func(string)) error {
+			if job.OrganizationID == nil {
+				return nil // the organization is already gone
+			}
+			return p.DeleteOrganization(ctx, *job.OrganizationID, step)
+		},
+	}
+}

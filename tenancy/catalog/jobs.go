@@ -1,0 +1,112 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/tenantgate/tenantgate/tenancy"
+)
+
+// Job is a unit of provisioner work.
+type Job struct {
+	ID             string          `json:"id"`
+	Kind           string          `json:"kind"`
+	OrganizationID *string         `json:"organizationId"`
+	Payload        json.RawMessage `json:"payload"`
+	State          string          `json:"state"`
+	Step           string          `json:"step"`
+	Attempts       int             `json:"attempts"`
+	MaxAttempts    int             `json:"maxAttempts"`
+	Error          string          `json:"error"`
+	CreatedAt      time.Time       `json:"createdAt"`
+	UpdatedAt      time.Time       `json:"updatedAt"`
+	FinishedAt     *time.Time      `json:"finishedAt"`
+}
+
+// Job kinds and states.
+const (
+	JobProvision = "provision"
+	JobMove      = "move"
+	JobDelete    = "delete"
+
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobSucceeded = "succeeded"
+	JobFailed    = "failed"
+)
+
+const jobColumns = `id::text, kind, organization_id::text, payload, state, step, attempts, max_attempts, error,
+	created_at, updated_at, finished_at`
+
+func scanJob(row pgx.Row) (Job, error) {
+	var j Job
+	err := row.Scan(&j.ID, &j.Kind, &j.OrganizationID, &j.Payload, &j.State, &j.Step, &j.Attempts, &j.MaxAttempts,
+		&j.Error, &j.CreatedAt, &j.UpdatedAt, &j.FinishedAt)
+	return j, err
+}
+
+// EnqueueJob adds a job. An organization has at most one live job: a
+// second one while the first is queued or running is a conflict.
+func (s *Store) EnqueueJob(ctx context.Context, kind, orgID string, payload any) (Job, error) {
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return Job{}, fmt.Errorf("catalog: job payload: %w", err)
+	}
+	j, err := scanJob(s.pool.QueryRow(ctx, `INSERT INTO jobs (kind, organization_id, payload) VALUES ($1, $2, $3)
+		RETURNING `+jobColumns, kind, nullIfEmpty(orgID), raw))
+	if tenancy.ErrorCode(interpret(err, "job")) == tenancy.CodeConflict {
+		return j, tenancy.Errorf(tenancy.CodeConflict, "the organization already has a job queued or running")
+	}
+	return j, interpret(err, "job")
+}
+
+// Job returns the job with id.
+func (s *Store) Job(ctx context.Context, id string) (Job, error) {
+	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id))
+	return j, interpret(err, "job")
+}
+
+// ClaimJob takes the oldest job that is due, or whose runner's lease ran
+// out (a killed provisioner), for worker until lease from now. It returns
+// not_found when there is none.
+func (s *Store) ClaimJob(ctx context.Context, worker string, lease time.Duration) (Job, error) {
+	j, err := scanJob(s.pool.QueryRow(ctx, `
+		UPDATE jobs SET state = 'running', locked_by = $1, locked_until = now() + $2::interval,
+			attempts = attempts + 1, updated_at = now()
+		WHERE id = (
+			SELECT id FROM jobs
+			WHERE (state = 'queued' AND run_after <= now()) OR (state = 'running' AND locked_until < now())
+			ORDER BY run_after, created_at FOR UPDATE SKIP LOCKED LIMIT 1)
+		RETURNING `+jobColumns, worker, lease))
+	return j, interpret(err, "job")
+}
+
+// ExtendJob renews a running job's lease and records its step.
+func (s *Store) ExtendJob(ctx context.Context, id, worker, step string, lease time.Duration) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET locked_until = now() + $3::interval, step = coalesce(nullif($4, ''), step),
+		updated_at = now() WHERE id = $1 AND locked_by = $2 AND state = 'running'`, id, worker, lease, step)
+	if err == nil && tag.RowsAffected() == 0 {
+		return tenancy.Errorf(tenancy.CodeConflict, "job %s is no longer held by this worker", id)
+	}
+	return interpret(err, "job")
+}
+
+// FinishJob records a job's end: succeeded, or failed for good, or (retry
+// > 0) queued again after retry.
+func (s *Store) FinishJob(ctx context.Context, id, worker string, jobErr error, retry time.Duration) error {
+	state, msg := JobSucceeded, ""
+	if jobErr != nil {
+		state, msg = JobFailed, jobErr.Error()
+		if retry > 0 {
+			state = JobQueued
+		}
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE jobs SET state = $3, error = $4, locked_by = NULL, locked_until = NULL,
+		run_after = now() + $5::interval, updated_at = now(),
+		finished_at = CASE WHEN $3 IN ('succeeded', 'failed') THEN now() END
+		WHERE id = $1 AND locked_by = $2`, id, worker, state, msg, retry)
+	return interpret(err, "job")
+}
