@@ -56,6 +56,9 @@ func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, 
 // replay. When the template is busy or cannot be made, it creates an empty
 // database instead; the migrate step then brings it up to date.
 func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Database) error {
+	if p.noTemplate {
+		return schema.CreateDatabase(ctx, db.DSN, db.Name)
+	}
 	tmpl := p.cfg.DedicatedPrefix + "template"
 	err := schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
 		if err := p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {

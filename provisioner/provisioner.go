@@ -107,6 +107,8 @@ type Provisioner struct {
 	// Publish, when set, tells every gateway replica to re-read an
 	// organization (the change feed).
 	Publish func(ctx context.Context, orgID string) error
+	// noTemplate makes every database from empty (benchmarks compare).
+	noTemplate bool
 }
 
 // New returns a Provisioner writing to store.

@@ -60,18 +60,18 @@ func (w *Worker) Run(ctx context.Context) {
 func (w *Worker) run(ctx context.Context, job catalog.Job) {
 	handler, ok := w.handlers[job.Kind]
 	if !ok {
-		w.finish(ctx, job, fmt.Errorf("no handler for job kind %q", job.Kind))
+		w.finish(ctx, job, "", fmt.Errorf("no handler for job kind %q", job.Kind))
 		return
 	}
 	log := w.log.With("job", job.ID, "kind", job.Kind, "attempt", job.Attempts)
 	log.Info("job started")
-	jobCtx, stopHeartbeat := w.heartbeat(ctx, job)
-	err := handler(jobCtx, job, func(step string) { stopHeartbeat.step(step) })
-	stopHeartbeat.stop()
+	jobCtx, hb := w.heartbeat(ctx, job)
+	err := handler(jobCtx, job, hb.step)
+	hb.stop()
 	if ctx.Err() != nil {
 		return // shutting down: leave the job to its lease
 	}
-	w.finish(ctx, job, err)
+	w.finish(ctx, job, hb.last(), err)
 	if err != nil {
 		log.Warn("job failed", "err", err)
 	} else {
@@ -81,12 +81,12 @@ func (w *Worker) run(ctx context.Context, job catalog.Job) {
 
 // finish records the outcome; a failure is retried with exponential
 // backoff until the job's attempts are spent.
-func (w *Worker) finish(ctx context.Context, job catalog.Job, err error) {
+func (w *Worker) finish(ctx context.Context, job catalog.Job, step string, err error) {
 	var retry time.Duration
 	if err != nil && job.Attempts < job.MaxAttempts && !permanent(err) {
 		retry = time.Second << min(job.Attempts-1, 6)
 	}
-	if ferr := w.store.FinishJob(ctx, job.ID, w.id, err, retry); ferr != nil {
+	if ferr := w.store.FinishJob(ctx, job.ID, w.id, step, err, retry); ferr != nil {
 		w.log.Error("recording a job's end failed", "job", job.ID, "err", ferr)
 	}
 }
@@ -110,6 +110,12 @@ func (b *beat) step(s string) {
 	b.mu.Lock()
 	b.current = s
 	b.mu.Unlock()
+}
+
+func (b *beat) last() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current
 }
 
 func (b *beat) stop() {

@@ -94,9 +94,10 @@ func (s *Store) ExtendJob(ctx context.Context, id, worker, step string, lease ti
 	return interpret(err, "job")
 }
 
-// FinishJob records a job's end: succeeded, or failed for good, or (retry
-// > 0) queued again after retry.
-func (s *Store) FinishJob(ctx context.Context, id, worker string, jobErr error, retry time.Duration) error {
+// FinishJob records a job's end, at step: succeeded, or failed for good,
+// or (retry > 0) queued again after retry. A worker that no longer holds
+// the job (its lease ran out and another took it) changes nothing.
+func (s *Store) FinishJob(ctx context.Context, id, worker, step string, jobErr error, retry time.Duration) error {
 	state, msg := JobSucceeded, ""
 	if jobErr != nil {
 		state, msg = JobFailed, jobErr.Error()
@@ -104,9 +105,12 @@ func (s *Store) FinishJob(ctx context.Context, id, worker string, jobErr error, 
 			state = JobQueued
 		}
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE jobs SET state = $3, error = $4, locked_by = NULL, locked_until = NULL,
-		run_after = now() + $5::interval, updated_at = now(),
+	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET state = $3, error = $4, locked_by = NULL, locked_until = NULL,
+		run_after = now() + $5::interval, updated_at = now(), step = coalesce(nullif($6, ''), step),
 		finished_at = CASE WHEN $3 IN ('succeeded', 'failed') THEN now() END
-		WHERE id = $1 AND locked_by = $2`, id, worker, state, msg, retry)
+		WHERE id = $1 AND locked_by = $2`, id, worker, state, msg, retry, step)
+	if err == nil && tag.RowsAffected() == 0 {
+		return tenancy.Errorf(tenancy.CodeConflict, "job %s is no longer held by this worker", id)
+	}
 	return interpret(err, "job")
 }

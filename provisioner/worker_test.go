@@ -1,0 +1,220 @@
+package provisioner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
+)
+
+type fleet struct {
+	env   *tenancytest.Env
+	store *catalog.Store
+	prov  *Provisioner
+	cfg   Config
+}
+
+func newFleet(t testing.TB) *fleet {
+	e := tenancytest.NewEnv(t)
+	cfg := configFor(e)
+	ctx := context.Background()
+	require.NoError(t, Init(ctx, cfg, quiet))
+	pool, err := pgxpool.New(ctx, e.CatalogURL)
+	require.NoError(t, err)
+	t.Cleanup(pool.Close)
+	store := catalog.New(pool)
+	return &fleet{env: e, store: store, prov: New(cfg, store, quiet), cfg: cfg}
+}
+
+// worker runs a worker with short timings until the test ends.
+func (f *fleet) worker(t *testing.T, handlers map[string]Handler) {
+	w := NewWorker(f.store, quiet, handlers)
+	w.Lease, w.Poll = 300*time.Millisecond, 20*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+func (f *fleet) waitJob(t *testing.T, id string) catalog.Job {
+	var j catalog.Job
+	require.Eventually(t, func() bool {
+		var err error
+		j, err = f.store.Job(context.Background(), id)
+		require.NoError(t, err)
+		return j.State == catalog.JobSucceeded || j.State == catalog.JobFailed
+	}, 30*time.Second, 20*time.Millisecond)
+	return j
+}
+
+func (f *fleet) databases(t *testing.T, name string) int {
+	var n int
+	conn := tenancytest.Connect(t, f.env.ServerURL)
+	require.NoError(t, conn.QueryRow(context.Background(), `SELECT count(*) FROM pg_database WHERE datname = $1`, name).Scan(&n))
+	return n
+}
+
+func TestProvisionThroughTheQueue(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	f.worker(t, f.prov.Handlers())
+	org, jobID, err := f.prov.EnqueueOrganization(context.Background(), CreateOrganization{Slug: "queued", Name: "Q", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	require.NotEmpty(t, jobID)
+	tn, err := f.store.Tenant(context.Background(), org.ID)
+	require.NoError(t, err)
+	require.False(t, tn.Placement.DatabaseReady, "refused until provisioned")
+
+	j := f.waitJob(t, jobID)
+	require.Equal(t, catalog.JobSucceeded, j.State, j.Error)
+	require.Equal(t, "ready", j.Step)
+	tn, err = f.store.Tenant(context.Background(), org.ID)
+	require.NoError(t, err)
+	require.True(t, tn.Placement.DatabaseReady)
+	require.Equal(t, 1, f.databases(t, f.cfg.DedicatedName("queued")))
+
+	_, _, err = f.prov.EnqueueOrganization(context.Background(), CreateOrganization{Slug: "shared-one", Name: "S", Plan: tenancy.PlanPro})
+	require.NoError(t, err, "a shared organization needs no job")
+}
+
+// TestProvisionResumesAfterEachStep: a provisioner that dies after any
+// step leaves work that the next run completes, with one database.
+func TestProvisionResumesAfterEachStep(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	for i, stop := range []string{"create", "migrate", "grant", "verify", "ready"} {
+		slug := fmt.Sprintf("crash-%d", i)
+		db, err := f.prov.RegisterDedicated(context.Background(), slug)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		err = f.prov.ProvisionDatabase(ctx, db.ID, func(step string) {
+			if step == stop {
+				cancel() // the process dies as this step begins
+			}
+		})
+		cancel()
+		if stop != "ready" {
+			require.Error(t, err, "killed at %s", stop)
+		}
+		require.NoError(t, f.prov.ProvisionDatabase(context.Background(), db.ID, func(string) {}), "resume after %s", stop)
+		got, err := f.store.Database(context.Background(), db.ID)
+		require.NoError(t, err)
+		require.Equal(t, "ready", got.State)
+		require.Equal(t, 1, f.databases(t, db.Name))
+		require.NoError(t, f.prov.verify(context.Background(), db.DSN))
+	}
+}
+
+// TestKilledWorkerJobIsTakenOver: a job whose worker stopped renewing its
+// lease (killed) is claimed by another and finished.
+func TestKilledWorkerJobIsTakenOver(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	_, jobID, err := f.prov.EnqueueOrganization(context.Background(), CreateOrganization{Slug: "orphaned", Name: "O", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	dead, err := f.store.ClaimJob(context.Background(), "dead-worker", 200*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, jobID, dead.ID)
+	f.worker(t, f.prov.Handlers())
+	j := f.waitJob(t, jobID)
+	require.Equal(t, catalog.JobSucceeded, j.State, j.Error)
+	require.Equal(t, 2, j.Attempts, "taken over once the dead worker's lease ran out")
+	err = f.store.FinishJob(context.Background(), jobID, "dead-worker", "", nil, 0)
+	require.Equal(t, tenancy.CodeConflict, tenancy.ErrorCode(err), "the dead worker, come back, cannot overwrite the outcome")
+}
+
+// TestConcurrentCreatesOfOneSlug: one organization, one database.
+func TestConcurrentCreatesOfOneSlug(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	var ok, conflict atomic.Int64
+	var wg sync.WaitGroup
+	for range 5 {
+		wg.Go(func() {
+			_, err := f.prov.CreateOrganization(context.Background(), CreateOrganization{Slug: "racy", Name: "R", Plan: tenancy.PlanEnterprise})
+			switch tenancy.ErrorCode(err) {
+			case tenancy.CodeConflict:
+				conflict.Add(1)
+			default:
+				if err == nil {
+					ok.Add(1)
+				} else {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.EqualValues(t, 1, ok.Load())
+	require.EqualValues(t, 4, conflict.Load())
+	require.Equal(t, 1, f.databases(t, f.cfg.DedicatedName("racy")))
+	dbs, err := f.store.Databases(context.Background())
+	require.NoError(t, err)
+	n := 0
+	for _, d := range dbs {
+		if d.Name == f.cfg.DedicatedName("racy") {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "one database record")
+}
+
+// TestFailedJobsRetryWithBackoff: a failing handler is retried; a
+// permanent error is not.
+func TestFailedJobsRetryWithBackoff(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	var calls atomic.Int64
+	f.worker(t, map[string]Handler{catalog.JobDelete: func(ctx context.Context, job catalog.Job, step func(string)) error {
+		if calls.Add(1) == 1 {
+			return errors.New("transient")
+		}
+		return nil
+	}})
+	j, err := f.store.EnqueueJob(context.Background(), catalog.JobDelete, "", map[string]string{})
+	require.NoError(t, err)
+	done := f.waitJob(t, j.ID)
+	require.Equal(t, catalog.JobSucceeded, done.State)
+	require.Equal(t, 2, done.Attempts)
+	require.EqualValues(t, 2, calls.Load())
+}
+
+func TestDeleteOrganization(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	ded, err := f.prov.CreateOrganization(context.Background(), CreateOrganization{Slug: "goner", Name: "G", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	require.NoError(t, f.prov.DeleteOrganization(context.Background(), ded.ID, func(string) {}))
+	require.Zero(t, f.databases(t, f.cfg.DedicatedName("goner")), "the dedicated database is dropped")
+	_, err = f.store.Organization(context.Background(), ded.ID)
+	require.Equal(t, tenancy.CodeNotFound, tenancy.ErrorCode(err))
+	require.NoError(t, f.prov.DeleteOrganization(context.Background(), ded.ID, func(string) {}), "again: nothing to do")
+}
+
+// BenchmarkProvision: a usable dedicated database from the template vs
+// created empty and migrated.
+func BenchmarkProvision(b *testing.B) {
+	for _, mode := range []string{"template", "empty"} {
+		b.Run(mode, func(b *testing.B) {
+			f := newFleet(b)
+			f.prov.noTemplate = mode == "empty"
+			i := 0
+			for b.Loop() {
+				db, err := f.prov.RegisterDedicated(context.Background(), fmt.Sprintf("bench-%d", i))
+				require.NoError(b, err)
+				require.NoError(b, f.prov.ProvisionDatabase(context.Background(), db.ID, func(string) {}))
+				i++
+			}
+		})
+	}
+}
