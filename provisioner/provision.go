@@ -24,13 +24,16 @@ func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, 
 	}
 	start := time.Now()
 	step("create")
-	if err := p.createFromTemplate(ctx, db); err != nil {
+	v, cloned, err := p.createFromTemplate(ctx, db)
+	if err != nil {
 		return err
 	}
 	step("migrate")
-	v, err := schema.Migrate(ctx, db.DSN, migrations.Tenant, "tenant", 0)
-	if err != nil {
-		return fmt.Errorf("provision %s: %w", db.Name, err)
+	if !cloned {
+		// Created empty, or resumed after a crash: bring it up to date.
+		if v, err = schema.Migrate(ctx, db.DSN, migrations.Tenant, "tenant", 0); err != nil {
+			return fmt.Errorf("provision %s: %w", db.Name, err)
+		}
 	}
 	step("grant")
 	if err := grant(ctx, db.DSN, p.cfg.AppRole); err != nil {
@@ -55,39 +58,57 @@ func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, 
 // is kept at the newest tenant schema, so a new tenant needs no migration
 // replay. When the template is busy or cannot be made, it creates an empty
 // database instead; the migrate step then brings it up to date.
-func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Database) error {
+//
+// cloned reports a fresh copy of an up-to-date template (version v): it
+// needs no migration. A database that already existed (a resumed job) is
+// not trusted to be one.
+func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Database) (v schema.Version, cloned bool, err error) {
 	if p.noTemplate {
-		return schema.CreateDatabase(ctx, db.DSN, db.Name)
+		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
 	tmpl := p.cfg.DedicatedPrefix + "template"
-	err := schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
-		if err := p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
+	err = schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
+		if v, err = p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
 			return err
 		}
-		return schema.CreateDatabaseFrom(ctx, conn, db.Name, tmpl)
+		cloned, err = schema.CreateDatabaseFrom(ctx, conn, db.Name, tmpl)
+		return err
 	})
 	if err != nil {
 		p.log.Warn("template copy failed; creating an empty database", "database", db.Name, "err", err)
-		return schema.CreateDatabase(ctx, db.DSN, db.Name)
+		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
-	return nil
+	return v, cloned, nil
 }
 
 // ensureTemplate makes the server's template database exist at the newest
-// tenant schema. The caller holds the server's template lock, so no copy
-// is being made from it while it is migrated.
-func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string) error {
-	if err := schema.CreateDatabase(ctx, serverDSN, name); err != nil {
-		return err
-	}
+// tenant schema, once per process and server: after that it is only read.
+// The caller holds the server's template lock, so no copy is being made
+// from it while it is migrated.
+func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string) (schema.Version, error) {
 	dsn, err := schema.WithDatabase(serverDSN, name)
 	if err != nil {
-		return err
+		return schema.Version{}, err
 	}
-	if _, err := schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0); err != nil {
-		return fmt.Errorf("template %s: %w", name, err)
+	p.templatesMu.Lock()
+	v, ok := p.templates[dsn]
+	p.templatesMu.Unlock()
+	if ok {
+		return v, nil
 	}
-	return grant(ctx, dsn, p.cfg.AppRole)
+	if err := schema.CreateDatabase(ctx, serverDSN, name); err != nil {
+		return v, err
+	}
+	if v, err = schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0); err != nil {
+		return v, fmt.Errorf("template %s: %w", name, err)
+	}
+	if err := grant(ctx, dsn, p.cfg.AppRole); err != nil {
+		return v, err
+	}
+	p.templatesMu.Lock()
+	p.templates[dsn] = v
+	p.templatesMu.Unlock()
+	return v, nil
 }
 
 func grant(ctx context.Context, dsn, role string) error {

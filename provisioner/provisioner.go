@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 
@@ -109,11 +110,15 @@ type Provisioner struct {
 	Publish func(ctx context.Context, orgID string) error
 	// noTemplate makes every database from empty (benchmarks compare).
 	noTemplate bool
+	// templates are the servers' template databases known to be at the
+	// newest schema (by DSN), so provisioning does not re-check them.
+	templatesMu sync.Mutex
+	templates   map[string]schema.Version
 }
 
 // New returns a Provisioner writing to store.
 func New(cfg Config, store *catalog.Store, log *slog.Logger) *Provisioner {
-	return &Provisioner{cfg: cfg, store: store, log: log}
+	return &Provisioner{cfg: cfg, store: store, log: log, templates: map[string]schema.Version{}}
 }
 
 // CreateOrganization is what an operator asks for.

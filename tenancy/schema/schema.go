@@ -143,18 +143,22 @@ func connectMaintenance(ctx context.Context, serverDSN string) (*pgx.Conn, error
 }
 
 // CreateDatabaseFrom creates database name as a copy of template over conn
-// (a connection to the server's maintenance database), unless it exists.
-// PostgreSQL refuses while anyone is connected to the template.
-func CreateDatabaseFrom(ctx context.Context, conn *pgx.Conn, name, template string) error {
+// (a connection to the server's maintenance database), unless it exists;
+// created reports whether this call made it. PostgreSQL refuses while
+// anyone is connected to the template.
+func CreateDatabaseFrom(ctx context.Context, conn *pgx.Conn, name, template string) (created bool, err error) {
 	var exists bool
 	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil || exists {
-		return err
+		return false, err
 	}
-	_, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
-	if err != nil && !isAlreadyExists(err) {
-		return fmt.Errorf("schema: create database %s from %s: %w", name, template, err)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
+	if err != nil {
+		if isAlreadyExists(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("schema: create database %s from %s: %w", name, template, err)
 	}
-	return nil
+	return true, nil
 }
 
 // WithServerLock runs fn on a connection to the maintenance database of
