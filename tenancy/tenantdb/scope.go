@@ -126,6 +126,10 @@ func interpret(err error) error {
 		case "57014":
 			return tenancy.Unavailable(err, time.Second)
 		}
+		if pgErr.Code[:2] == "TG" {
+			// The tenant is fenced in this database: it is being moved.
+			return tenancy.Unavailable(err, moveRetryAfter)
+		}
 		// Connection exceptions, resources, operator intervention, and a
 		// database that is gone: the tenant's database cannot serve now.
 		if class := pgErr.Code[:2]; class == "08" || class == "53" || class == "57" || pgErr.Code == "3D000" {
