@@ -48,6 +48,7 @@ func NewOps(d OpsDeps) *fiber.App {
 	admin.Get("/tenants", o.handleTenants)
 	admin.Get("/tenants/:slug", o.handleTenant)
 	admin.Get("/databases", o.handleDatabases)
+	admin.Get("/jobs/:id", o.handleJob)
 	return app
 }
 
@@ -170,4 +171,16 @@ func (p PoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.InUse), "in_use")
 	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Idle), "idle")
 	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.TotalConns), "total")
+}
+
+func (o *ops) handleJob(c *fiber.Ctx) error {
+	id, err := pathID(c)
+	if err != nil {
+		return err
+	}
+	j, err := o.Catalog.Job(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	return c.JSON(j)
 }

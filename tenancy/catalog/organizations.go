@@ -208,3 +208,9 @@ func (s *Store) DeleteOrganization(ctx context.Context, id string) error {
 		return interpret(err, "database")
 	})
 }
+
+// SetPlan changes an organization's plan (within its placement tier).
+func (s *Store) SetPlan(ctx context.Context, id string, plan tenancy.Plan) error {
+	_, err := s.pool.Exec(ctx, `UPDATE organizations SET plan = $2, updated_at = now() WHERE id = $1`, id, plan)
+	return interpret(err, "organization")
+}

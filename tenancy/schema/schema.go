@@ -170,3 +170,18 @@ func WithServerLock(ctx context.Context, serverDSN, key string, fn func(*pgx.Con
 	}
 	return WithLock(ctx, dsn, key, fn)
 }
+
+// DatabasesLike lists the databases on serverDSN's server whose names
+// start with prefix.
+func DatabasesLike(ctx context.Context, serverDSN, prefix string) ([]string, error) {
+	conn, err := connectMaintenance(ctx, serverDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname`, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("schema: list databases: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}

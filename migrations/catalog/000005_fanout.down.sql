@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS migration_results;
+DROP TABLE IF EXISTS migration_runs;

@@ -1,0 +1,1 @@
+CREATE TABLE sprockets (id bigserial PRIMARY KEY, teeth integer NOT NULL DEFAULT 12);
