@@ -48,11 +48,12 @@ type Config struct {
 		Mode string `mapstructure:"mode"` // open or waitlist; default waitlist
 	} `mapstructure:"signup"`
 	Pools struct {
-		MaxOpen        int           `mapstructure:"max_open"`        // default 64
-		MaxTotalConns  int           `mapstructure:"max_total_conns"` // default 80
-		SharedConns    int           `mapstructure:"shared_conns"`    // per shared pool; default 16
-		DedicatedConns int           `mapstructure:"dedicated_conns"` // per dedicated pool; default 4
-		ConnectTimeout time.Duration `mapstructure:"connect_timeout"` // default 2s
+		MaxOpen        int           `mapstructure:"max_open"`         // default 64
+		MaxTotalConns  int           `mapstructure:"max_total_conns"`  // default 80
+		SharedConns    int           `mapstructure:"shared_conns"`     // per shared pool; default 16
+		DedicatedConns int           `mapstructure:"dedicated_conns"`  // per dedicated pool; default 4
+		ConnectTimeout time.Duration `mapstructure:"connect_timeout"`  // default 2s
+		MaxServerConns int           `mapstructure:"max_server_conns"` // per PostgreSQL server; 0 (default): only max_total_conns
 	} `mapstructure:"pools"`
 	Login struct {
 		MaxFailures      int           `mapstructure:"max_failures"`        // per account and client address per window; default 5
@@ -100,6 +101,7 @@ var defaults = map[string]any{
 	"pools.shared_conns":                 16,
 	"pools.dedicated_conns":              4,
 	"pools.connect_timeout":              "2s",
+	"pools.max_server_conns":             0,
 	"placement.ttl":                      "30s",
 	"login.max_failures":                 5,
 	"login.max_failures_per_ip":          30,

@@ -135,15 +135,26 @@ func (c *Cache) dialer(e *entry, next pgconn.DialFunc) pgconn.DialFunc {
 		if ctx.Value(connectKey{}) == nil {
 			return next(ctx, network, addr) // a cancel request
 		}
-		if err := c.budget.take(ctx, func() { c.reclaimIdle(ctx, e) }); err != nil {
+		reclaim := func() { c.reclaimIdle(ctx, e) }
+		if err := c.budget.take(ctx, reclaim); err != nil {
 			return nil, err
+		}
+		give := c.budget.give
+		if e.server != nil {
+			// The process-wide token first, always in this order, so two
+			// dials cannot each hold the token the other waits for.
+			if err := e.server.take(ctx, reclaim); err != nil {
+				c.budget.give()
+				return nil, err
+			}
+			give = func() { e.server.give(); c.budget.give() }
 		}
 		conn, err := next(ctx, network, addr)
 		if err != nil {
-			c.budget.give()
+			give()
 			return nil, err
 		}
-		return &budgetConn{Conn: conn, give: c.budget.give}, nil
+		return &budgetConn{Conn: conn, give: give}, nil
 	}
 }
 

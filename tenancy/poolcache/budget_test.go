@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
 
 // Many tenants, few connections: the server never sees more sessions than
@@ -144,4 +145,71 @@ func TestCancelRequestsBypassTheBudget(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return sessions(t, admin, app, name) == 0 && c.Stats().TotalConns == 0
 	}, 5*time.Second, tick, "the cancelled sessions lingered on the server")
+}
+
+// TestServerCap: pools of databases on one server share its cap, below the
+// cache's total budget; another server's pools are not held by it.
+func TestServerCap(t *testing.T) {
+	t.Parallel()
+	targets := map[string]poolcache.Target{}
+	for i := range 4 {
+		_, dsn := newDB(t)
+		server := "busy"
+		if i == 3 {
+			server = "other"
+		}
+		targets[fmt.Sprint(i)] = poolcache.Target{DSN: dsn, Server: server}
+	}
+	app := "tgpc_test_" + randomHex(6)
+	c := newCache(t, poolcache.Config{MaxOpen: 10, MaxTotalConns: 20, DedicatedConns: 4, MaxServerConns: 3, AppName: app},
+		newSource(targets).lookup)
+	admin := adminConn(t)
+	var peakBusy, peakOther atomic.Int64
+	stop := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			var busy, other int64
+			for i := range 4 {
+				name, err := schema.DatabaseName(targets[fmt.Sprint(i)].DSN)
+				require.NoError(t, err)
+				n := int64(sessions(t, admin, app, name))
+				if i == 3 {
+					other += n
+				} else {
+					busy += n
+				}
+			}
+			if busy > peakBusy.Load() {
+				peakBusy.Store(busy)
+			}
+			if other > peakOther.Load() {
+				peakOther.Store(other)
+			}
+		}
+	}()
+	var failures atomic.Int64
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				if err := query(c, fmt.Sprint(w%4), "select pg_sleep(0.03)"); err != nil {
+					failures.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(stop)
+	<-sampled
+	require.Zero(t, failures.Load())
+	require.LessOrEqual(t, peakBusy.Load(), int64(3), "the busy server's cap holds across its pools")
+	require.Greater(t, peakOther.Load(), int64(1), "the other server is not held to the busy one's cap")
 }

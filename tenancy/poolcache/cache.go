@@ -22,6 +22,8 @@ type Cache struct {
 	src    Source
 	log    *slog.Logger
 	budget *budget
+	// servers are the per-server budgets by Target.Server, under mu.
+	servers map[string]*budget
 
 	mu       sync.Mutex
 	lru      *simplelru.LRU[string, *entry] // unpinned pools
@@ -43,6 +45,9 @@ type entry struct {
 	id     string
 	pinned bool
 	pool   *pgxpool.Pool
+
+	// server is the budget of the database's server, nil when uncapped.
+	server *budget
 
 	leases  int
 	dropped bool // no longer cached: close at the last release
@@ -70,6 +75,7 @@ func New(cfg Config, src Source, log *slog.Logger) *Cache {
 		src:      src,
 		log:      log,
 		budget:   newBudget(cfg.MaxTotalConns),
+		servers:  map[string]*budget{},
 		pinned:   make(map[string]*entry),
 		live:     make(map[*entry]struct{}),
 		opening:  make(map[string]*openCall),

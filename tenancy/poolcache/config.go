@@ -31,6 +31,9 @@ type Config struct {
 	// AppName is the application_name of every connection. Default
 	// "tenantgate".
 	AppName string
+	// MaxServerConns caps this cache's connections to any one server
+	// (Target.Server), on top of MaxTotalConns. 0: no cap per server.
+	MaxServerConns int
 }
 
 func (c Config) withDefaults() Config {
@@ -62,6 +65,9 @@ func orDefault[T int | int32 | time.Duration | string](v *T, def T) {
 type Target struct {
 	DSN    string
 	Pinned bool
+	// Server names the PostgreSQL server holding the database; pools of
+	// one server share its connection cap (Config.MaxServerConns).
+	Server string
 }
 
 // Source looks a database up (the catalog, in production). The cache calls

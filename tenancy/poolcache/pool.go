@@ -25,7 +25,7 @@ func (c *Cache) newEntry(id string, t Target) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("poolcache: database %q: %w", id, err)
 	}
-	e := &entry{id: id, pinned: t.Pinned}
+	e := &entry{id: id, pinned: t.Pinned, server: c.serverBudget(t.Server)}
 	cfg.MaxConns = c.cfg.DedicatedConns
 	if t.Pinned {
 		cfg.MaxConns = c.cfg.SharedConns
@@ -42,4 +42,18 @@ func (c *Cache) newEntry(id string, t Target) (*entry, error) {
 		return nil, fmt.Errorf("poolcache: database %q: %w", id, err)
 	}
 	return e, nil
+}
+
+// serverBudget returns the connection budget of a server, made on first
+// use; nil when servers are not capped. The caller holds Cache.mu.
+func (c *Cache) serverBudget(server string) *budget {
+	if c.cfg.MaxServerConns <= 0 || server == "" {
+		return nil
+	}
+	b, ok := c.servers[server]
+	if !ok {
+		b = newBudget(c.cfg.MaxServerConns)
+		c.servers[server] = b
+	}
+	return b
 }

@@ -185,3 +185,12 @@ func DatabasesLike(ctx context.Context, serverDSN, prefix string) ([]string, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
+
+// ServerOf names the server of dsn (host:port), "" when it cannot tell.
+func ServerOf(dsn string) string {
+	u, err := parseURL(dsn)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
