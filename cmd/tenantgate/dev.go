@@ -33,7 +33,7 @@ const demoPassword = "tenantgate-demo"
 func (c *cli) devCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Quickstart: init, seed demo tenants, run the gateway and print example requests",
+		Short: "Quickstart: init, seed demo tenants, run the gateway and the provisioner, print example requests",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.config()
@@ -60,6 +60,15 @@ func (c *cli) devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			svc, err := newProvisionerService(ctx, cfg, log)
+			if err != nil {
+				g.close()
+				return err
+			}
+			defer svc.close()
+			// The provisioner runs beside the gateway until ctx ends.
+			stopWorker := runInBackground(svc.worker.Run)
+			defer stopWorker()
 			printExamples(c.stdout, cfg)
 			return g.serve(ctx, cfg.HTTPAddr, cfg.AdminAddr, log)
 		},

@@ -50,14 +50,17 @@ func TestOperatorFlow(t *testing.T) {
 		require.Contains(t, out, "ready")
 	}
 
+	stopProvisioner := background(t, "provisioner")
+	defer stopProvisioner()
 	_, _, err := tg(t, "tenants", "create", "--slug", "acme", "--name", "Acme", "--plan", "pro",
 		"--owner-email", "ops@acme.test", "--owner-password", "correct-horse-1")
 	require.NoError(t, err)
-	_, _, err = tg(t, "tenants", "create", "--slug", "megacorp", "--name", "Mega", "--plan", "enterprise",
-		"--owner-email", "ops@mega.test", "--owner-password", "correct-horse-2")
+	out, _, err := tg(t, "tenants", "create", "--slug", "megacorp", "--name", "Mega", "--plan", "enterprise",
+		"--owner-email", "ops@mega.test", "--owner-password", "correct-horse-2", "--wait")
 	require.NoError(t, err)
+	require.Contains(t, out, "succeeded", "--wait follows the provisioning job to its end")
 
-	out, _, err := tg(t, "tenants", "list", "--output", "json")
+	out, _, err = tg(t, "tenants", "list", "--output", "json")
 	require.NoError(t, err)
 	var orgs []map[string]any
 	require.NoError(t, json.Unmarshal([]byte(out), &orgs), out)
@@ -254,4 +257,15 @@ func TestWaitlistApproval(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return call(t, "GET", base+"/api/agents", token, "").StatusCode == 200 },
 		5*time.Second, 50*time.Millisecond, "resumed")
+}
+
+// background runs the command in args until the returned stop is called.
+func background(t *testing.T, args ...string) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, &bytes.Buffer{}, &bytes.Buffer{}) }()
+	return func() {
+		cancel()
+		require.NoError(t, <-done)
+	}
 }

@@ -41,7 +41,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pf.StringVar(&c.configFile, "config", "", "config file (default ./tenantgate.yaml if present)")
 	c.flag(pf, "database_url", "catalog database URL")
 	c.flag(pf, "log_level", "log level: debug, info, warn, error")
-	root.AddCommand(c.initCmd(), c.serveCmd(), c.devCmd(), c.tenantsCmd())
+	root.AddCommand(c.initCmd(), c.serveCmd(), c.devCmd(), c.tenantsCmd(), c.provisionerCmd(), c.serversCmd(), c.migrateCmd())
 	return root.ExecuteContext(ctx)
 }
 

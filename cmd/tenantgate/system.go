@@ -95,7 +95,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	g.pools = poolcache.New(poolcache.Config{
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns,
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
-		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate",
+		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate", MaxServerConns: cfg.Pools.MaxServerConns,
 	}, poolSource(g.store, cfg), log)
 	c := caches{
 		placements:  placement.New(100_000, cfg.Placement.TTL, g.store.Tenant),
@@ -253,7 +253,7 @@ func poolSource(store *catalog.Store, cfg config.Config) poolcache.Source {
 		if err != nil {
 			return poolcache.Target{}, err
 		}
-		return poolcache.Target{DSN: dsn, Pinned: db.Kind == tenancy.KindShared}, nil
+		return poolcache.Target{DSN: dsn, Pinned: db.Kind == tenancy.KindShared, Server: schema.ServerOf(db.DSN)}, nil
 	}
 }
 

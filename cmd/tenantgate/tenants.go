@@ -26,7 +26,7 @@ func (c *cli) tenantsCmd() *cobra.Command {
 		c.tenantsStatusCmd("suspend", "Suspend an organization: its requests get 403 organization_suspended",
 			tenancy.StatusSuspended, tenancy.StatusActive, tenancy.StatusPending),
 		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended),
-		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd())
+		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd(), c.tenantsMoveCmd(), c.tenantsSetPlanCmd(), c.tenantsDeleteCmd())
 	return cmd
 }
 
@@ -199,6 +199,7 @@ func (c *cli) tenantsCreateCmd() *cobra.Command {
 	plan := f.String("plan", "free", "free, starter, pro or enterprise")
 	email := f.String("owner-email", "", "email of the owner user to create")
 	password := f.String("owner-password", "", "password of the owner user (at least 10 characters)")
+	wait := f.Bool("wait", false, "wait until a dedicated database is provisioned")
 	output := outputFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		req, err := createRequest(*slug, *name, *plan, *email, *password)
@@ -214,15 +215,147 @@ func (c *cli) tenantsCreateCmd() *cobra.Command {
 		}
 		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
 			p := provisioner.New(provisionerConfig(cfg), store, c.logger(cfg))
-			org, err := p.CreateOrganization(cmd.Context(), req)
+			org, job, err := p.EnqueueOrganization(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
 			if *output == "json" {
-				return writeJSON(c.stdout, org)
+				return writeJSON(c.stdout, map[string]any{"organization": org, "jobId": nilIfEmpty(job)})
 			}
 			fmt.Fprintf(c.stdout, "created organization %s (%s), plan %s, placement %s\n", org.Slug, org.ID, org.Plan, org.Placement)
+			return c.afterEnqueue(cmd.Context(), store, job, *wait)
+		})
+	}
+	return cmd
+}
+
+// afterEnqueue follows a job with --wait, or says how to.
+func (c *cli) afterEnqueue(ctx context.Context, store *catalog.Store, job string, wait bool) error {
+	switch {
+	case job == "":
+		return nil
+	case wait:
+		return followJob(ctx, store, job, c.stdout)
+	}
+	fmt.Fprintf(c.stdout, "job %s queued; a provisioner runs it (follow it at /admin/jobs/%s, or use --wait)\n", job, job)
+	return nil
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func (c *cli) tenantsMoveCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "move SLUG --to shared|dedicated", Short: "Move an organization's data between the shared database and its own",
+		Args: cobra.ExactArgs(1)}
+	to := cmd.Flags().String("to", "", "shared or dedicated (required)")
+	wait := cmd.Flags().Bool("wait", false, "wait until the move ends")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if *to != tenancy.KindShared && *to != tenancy.KindDedicated {
+			return tenancy.Errorf(tenancy.CodeInvalid, "--to: must be shared or dedicated")
+		}
+		return c.enqueueMove(cmd, args[0], *to, "", *wait)
+	}
+	return cmd
+}
+
+func (c *cli) tenantsSetPlanCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "set-plan SLUG PLAN", Short: "Change an organization's plan; crossing the enterprise line moves its data",
+		Args: cobra.ExactArgs(2)}
+	wait := cmd.Flags().Bool("wait", false, "wait until a resulting move ends")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		plan, err := tenancy.ParsePlan(args[1])
+		if err != nil {
+			return err
+		}
+		cfg, err := c.config()
+		if err != nil {
+			return err
+		}
+		var moveTo string
+		err = c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			org, err := store.OrganizationBySlug(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if want := placementOf(plan); want != org.Placement {
+				moveTo = want
+				return nil
+			}
+			if err := store.SetPlan(cmd.Context(), org.ID, plan); err != nil {
+				return err
+			}
+			if err := c.publish(cmd.Context(), cfg, store, tenancy.ChangeOrganization, org.ID); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "organization %s: plan %s\n", org.Slug, plan)
 			return nil
+		})
+		if err != nil || moveTo == "" {
+			return err
+		}
+		return c.enqueueMove(cmd, args[0], moveTo, plan, *wait)
+	}
+	return cmd
+}
+
+func placementOf(plan tenancy.Plan) string {
+	if plan.Dedicated() {
+		return tenancy.KindDedicated
+	}
+	return tenancy.KindShared
+}
+
+// MovePayload is what a move job carries: where to, and the plan to set
+// once there (empty: unchanged).
+type MovePayload struct {
+	To   string       `json:"to"`
+	Plan tenancy.Plan `json:"plan,omitempty"`
+}
+
+func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan, wait bool) error {
+	return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+		org, err := store.OrganizationBySlug(cmd.Context(), slug)
+		if err != nil {
+			return err
+		}
+		if org.Placement == to && plan == "" {
+			fmt.Fprintf(c.stdout, "organization %s is already %s\n", slug, to)
+			return nil
+		}
+		j, err := store.EnqueueJob(cmd.Context(), catalog.JobMove, org.ID, MovePayload{To: to, Plan: plan})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "moving organization %s to %s\n", slug, to)
+		return c.afterEnqueue(cmd.Context(), store, j.ID, wait)
+	})
+}
+
+func (c *cli) tenantsDeleteCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "delete SLUG [--yes]", Short: "Delete an organization and its data; a dedicated database only with --yes",
+		Args: cobra.ExactArgs(1)}
+	yes := cmd.Flags().Bool("yes", false, "really drop a dedicated database")
+	wait := cmd.Flags().Bool("wait", false, "wait until the deletion ends")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+			org, err := store.OrganizationDetailBySlug(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if org.Placement == tenancy.KindDedicated && !*yes {
+				return tenancy.Errorf(tenancy.CodeInvalid, "organization %s has its own database %s; add --yes to drop it with the organization",
+					org.Slug, org.Database)
+			}
+			j, err := store.EnqueueJob(cmd.Context(), catalog.JobDelete, org.ID, map[string]string{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.stdout, "deleting organization %s\n", org.Slug)
+			return c.afterEnqueue(cmd.Context(), store, j.ID, *wait)
 		})
 	}
 	return cmd

@@ -12,6 +12,9 @@ import (
 // IdempotencyTTL is how long a POST's first answer is kept for retries.
 const IdempotencyTTL = 24 * time.Hour
 
+// abandonAfter is when a claim whose request never finished is given up.
+const abandonAfter = time.Minute
+
 // Recorded is a stored answer to a POST under an Idempotency-Key.
 type Recorded struct {
 	RequestHash []byte
@@ -31,8 +34,12 @@ func NewIdempotency(scope *Scope) *Idempotency { return &Idempotency{scope: scop
 // replaced.
 func (s *Idempotency) Claim(ctx context.Context, t tenancy.Tenant, key string, hash []byte) (claimed bool, rec Recorded, err error) {
 	err = s.scope.Write(ctx, t, func(b *pgx.Batch) {
-		b.Queue(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2 AND created_at < now() - $3::interval`,
-			t.Organization.ID, key, IdempotencyTTL)
+		// Expired records go, and so do claims abandoned mid-request (a
+		// crash, or a tier move that fenced the answer out): a request
+		// still running after abandonAfter has long met its deadline.
+		b.Queue(`DELETE FROM idempotency_keys WHERE organization_id = $1 AND key = $2
+			AND (created_at < now() - $3::interval OR (status = 0 AND created_at < now() - $4::interval))`,
+			t.Organization.ID, key, IdempotencyTTL, abandonAfter)
 		b.Queue(`INSERT INTO idempotency_keys (organization_id, key, request_hash) VALUES ($1, $2, $3)
 			ON CONFLICT DO NOTHING`, t.Organization.ID, key, hash).Exec(func(tag pgconn.CommandTag) error {
 			claimed = tag.RowsAffected() == 1

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tenantgate/tenantgate/config"
+	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/changes"
+)
+
+func (c *cli) provisionerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "provisioner",
+		Short: "Run the provisioner service: provisioning, move and delete jobs from the catalog",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := c.config()
+			if err != nil {
+				return err
+			}
+			log := c.logger(cfg)
+			svc, err := newProvisionerService(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			defer svc.close()
+			log.Info("provisioner running")
+			svc.worker.Run(cmd.Context())
+			log.Info("provisioner stopped")
+			return nil
+		},
+	}
+}
+
+// provisionerService is a worker with everything its jobs need.
+type provisionerService struct {
+	worker *provisioner.Worker
+	close  func()
+}
+
+func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger) (*provisionerService, error) {
+	pool, store, err := openCatalog(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	bus, client, err := openBus(cfg, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	feed := changes.New(store, bus, log)
+	p := provisioner.New(provisionerConfig(cfg), store, log)
+	p.Publish = func(ctx context.Context, orgID string) error {
+		return feed.Publish(ctx, tenancy.ChangeOrganization, orgID, time.Time{})
+	}
+	handlers := p.Handlers()
+	for kind, h := range moveHandlers(p, store, log) {
+		handlers[kind] = h
+	}
+	return &provisionerService{
+		worker: provisioner.NewWorker(store, log, handlers),
+		close: func() {
+			bus.Close()
+			if client != nil {
+				client.Close()
+			}
+			pool.Close()
+		},
+	}, nil
+}
+
+// followJob waits for a job to end, printing its steps, and fails if the
+// job did. It says so when no provisioner has picked the job up.
+func followJob(ctx context.Context, store *catalog.Store, id string, out io.Writer) error {
+	last, warned, start := "", false, time.Now()
+	for {
+		j, err := store.Job(ctx, id)
+		if err != nil {
+			return err
+		}
+		if j.Step != last && j.Step != "" {
+			fmt.Fprintf(out, "  %s\n", j.Step)
+			last = j.Step
+		}
+		switch j.State {
+		case catalog.JobSucceeded:
+			fmt.Fprintf(out, "job %s succeeded\n", id)
+			return nil
+		case catalog.JobFailed:
+			return fmt.Errorf("job %s failed after %d attempts: %s", id, j.Attempts, j.Error)
+		case catalog.JobQueued:
+			if !warned && j.Attempts == 0 && time.Since(start) > 5*time.Second {
+				fmt.Fprintln(out, "  still queued: is a provisioner running? (`tenantgate provisioner`, or `tenantgate dev`)")
+				warned = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting; job %s goes on (see /admin/jobs/%s): %w", id, id, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

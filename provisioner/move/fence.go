@@ -1,0 +1,174 @@
+package move
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+)
+
+// The mover works on tenant databases over direct connections as their
+// owner (the DSN the catalog records), never through the gateway's pools:
+// only the owner can set and lift fences and write past them.
+
+// connectTimeout bounds each connection the mover opens; pgx's default is
+// two minutes.
+const connectTimeout = 10 * time.Second
+
+// fenceLockTimeout bounds the wait for the tenant's writes in flight when
+// fencing. A longer write transaction fails the move (which is undone)
+// rather than holding back the tenant's writers queued behind the fence.
+const fenceLockTimeout = "10s"
+
+// connect opens a connection to db as its owner.
+func connect(ctx context.Context, db tenancy.Database) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(db.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("move: database %s: %w", db.Name, err)
+	}
+	if cfg.ConnectTimeout == 0 {
+		cfg.ConnectTimeout = connectTimeout
+	}
+	cfg.RuntimeParams["application_name"] = "tenantgate-move"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("move: connect to %s: %w", schema.Redact(db.DSN), err)
+	}
+	return conn, nil
+}
+
+// withTx runs fn in a transaction on a fresh owner connection to db.
+func withTx(ctx context.Context, db tenancy.Database, fn func(tx pgx.Tx) error) error {
+	conn, err := connect(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return pgx.BeginFunc(ctx, conn, fn)
+}
+
+// fence bars the tenant's writes in db. It takes the tenant's exclusive
+// fence lock first, which waits for every write transaction of the tenant
+// that already passed the fence check (they hold the shared lock) and holds
+// new ones back until the fence is committed and visible to them. So once
+// fence returns, no write of the tenant commits in db, and a snapshot taken
+// from then on holds every write that did. target is recorded for reruns.
+func (m *mover) fence(ctx context.Context, db tenancy.Database, epoch int64, target string) error {
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fenceLockTimeout)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tenantgate.fence'), hashtext($1::uuid::text))`, m.org)
+		if err != nil {
+			return fmt.Errorf("wait for the tenant's writes in flight: %w", err)
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO tenant_fences (organization_id, epoch, target_database_id) VALUES ($1, $2, $3)
+			ON CONFLICT (organization_id) DO UPDATE SET epoch = EXCLUDED.epoch,
+				target_database_id = EXCLUDED.target_database_id, fenced_at = now()`, m.org, epoch, nullIfEmpty(target))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("move: fence in %s: %w", db.Name, err)
+	}
+	m.log.Info("fenced", "database", db.Name)
+	return nil
+}
+
+// unfence lets the tenant write in db again.
+func (m *mover) unfence(ctx context.Context, db tenancy.Database) error {
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM tenant_fences WHERE organization_id = $1`, m.org)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("move: unfence in %s: %w", db.Name, err)
+	}
+	return nil
+}
+
+// fencedTarget returns the target recorded in db's fence of the tenant, or
+// "" when db does not fence it.
+func (m *mover) fencedTarget(ctx context.Context, db tenancy.Database) (string, error) {
+	var target string
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT coalesce(target_database_id::text, '') FROM tenant_fences
+			WHERE organization_id = $1`, m.org).Scan(&target)
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("move: read fence in %s: %w", db.Name, err)
+	}
+	return target, nil
+}
+
+// errGone reports a database that does not exist (any more).
+var errGone = errors.New("move: database does not exist")
+
+// fenced reports whether db fences the tenant: whether a move ever took
+// the tenant out of it, or copied into it.
+func (m *mover) fenced(ctx context.Context, db tenancy.Database) (bool, error) {
+	var held bool
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_fences WHERE organization_id = $1)`, m.org).Scan(&held)
+	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "3D000" { // invalid_catalog_name
+		return false, errGone
+	}
+	if err != nil {
+		return false, fmt.Errorf("move: read fence in %s: %w", db.Name, err)
+	}
+	return held, nil
+}
+
+// writePast prepares a transaction of the mover to touch the tenant's rows:
+// row-level security admits them (it is forced, so it applies to an owner
+// that is not a superuser too) and the fence lets the owner through.
+func (m *mover) writePast(ctx context.Context, tx pgx.Tx) error {
+	_, err := tx.Exec(ctx, `SELECT set_config('app.organization_id', $1, true), set_config('tenantgate.fence_bypass', $1, true)`, m.org)
+	return err
+}
+
+// deleteRows removes every row of the tenant from db, children before
+// parents, in one transaction. db's fence stays.
+func (m *mover) deleteRows(ctx context.Context, db tenancy.Database) error {
+	err := withTx(ctx, db, func(tx pgx.Tx) error {
+		if err := m.writePast(ctx, tx); err != nil {
+			return err
+		}
+		if _, err := skipTriggers(ctx, tx); err != nil {
+			return err
+		}
+		return deleteTenant(ctx, tx, m.org)
+	})
+	if err != nil {
+		return fmt.Errorf("move: delete the tenant's rows in %s: %w", db.Name, err)
+	}
+	return nil
+}
+
+func deleteTenant(ctx context.Context, tx pgx.Tx, org string) error {
+	for i := len(tenantTables) - 1; i >= 0; i-- {
+		name := pgx.Identifier{tenantTables[i]}.Sanitize()
+		if _, err := tx.Exec(ctx, `DELETE FROM `+name+` WHERE organization_id = $1`, org); err != nil {
+			return fmt.Errorf("delete from %s: %w", tenantTables[i], err)
+		}
+	}
+	return nil
+}
+
+func nullIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
