@@ -120,3 +120,18 @@ func TestBusyTenantDoesNotTripBreaker(t *testing.T) {
 		require.False(t, p.BreakerOpen)
 	}
 }
+
+// TestStaleSchemaRefused: a database below the schema this gateway's
+// queries need (not yet migrated after an upgrade) answers 503, not 500.
+func TestStaleSchemaRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.org(t, "stale", tenancy.PlanEnterprise)
+	_, err := tenancyConn(t, b).Exec(testCtx(t), `UPDATE databases SET schema_version = 1
+		WHERE id = (SELECT database_id FROM placements WHERE organization_id = $1)`, o.ID)
+	require.NoError(t, err)
+	b.refresh(t, o.ID)
+	r := b.do(t, "GET", "/api/tasks", o.token, nil)
+	require.Equal(t, 503, r.status, r.text)
+	require.Equal(t, "tenant_unavailable", r.errorCode())
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
@@ -86,6 +87,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	require.NoError(t, err)
 	t.Cleanup(catPool.Close)
 	b := &bundle{env: e, store: catalog.New(catPool), cfg: cfg}
+	versions, err := schema.Versions(migrations.Tenant, "tenant")
+	require.NoError(t, err)
+	b.store.RequireTenantVersion(versions[len(versions)-1])
 	b.prov = provisioner.New(cfg, b.store, quiet)
 	o.pools.AppName = "tgtest-" + e.Prefix
 	b.pools = poolcache.New(o.pools, func(ctx context.Context, id string) (poolcache.Target, error) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/config"
 	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/provisioner/fanout"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 )
@@ -54,6 +55,17 @@ func (c *cli) devCmd() *cobra.Command {
 				return err
 			}
 			if err := seed(ctx, cfg, log); err != nil {
+				return err
+			}
+			// An earlier dev run may have left dedicated databases on an
+			// older schema: bring every database to the newest.
+			if err := c.withFanout(ctx, func(r *fanout.Runner) error {
+				rep, err := r.Run(ctx, fanout.Options{ContinueOnError: true}, nil)
+				if err == nil && rep.Failed > 0 {
+					err = fmt.Errorf("%d databases failed to migrate; see `tenantgate migrate status`", rep.Failed)
+				}
+				return err
+			}); err != nil {
 				return err
 			}
 			g, err := newGateway(ctx, cfg, log)

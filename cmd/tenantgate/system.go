@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantgate/tenantgate/config"
+	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/router"
 	"github.com/tenantgate/tenantgate/tenancy"
@@ -84,6 +85,11 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	if g.catalogPool, g.store, err = openCatalog(ctx, cfg); err != nil {
 		return err
 	}
+	versions, err := schema.Versions(migrations.Tenant, "tenant")
+	if err != nil {
+		return err
+	}
+	g.store.RequireTenantVersion(versions[len(versions)-1])
 	tokens, err := identity.NewTokens(cfg.JWTSecret, cfg.JWTPrevious, cfg.JWTTTL)
 	if err != nil {
 		return err

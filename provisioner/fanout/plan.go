@@ -2,16 +2,14 @@ package fanout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"sync"
 
-	"github.com/golang-migrate/migrate/v4/source/iofs"
-
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
 
 // planned is one database of a run and its place in the report.
@@ -40,24 +38,7 @@ func (r *Runner) resolveTarget(to uint) (uint, error) {
 // sourceVersions lists the versions of the migration set in order, read
 // by golang-migrate's own parser so we agree with it on what a file is.
 func sourceVersions(fsys fs.FS, dir string) ([]uint, error) {
-	src, err := iofs.New(fsys, dir)
-	if err != nil {
-		return nil, fmt.Errorf("fanout: migrations %s: %w", dir, err)
-	}
-	defer src.Close()
-	var versions []uint
-	v, err := src.First()
-	for err == nil {
-		versions = append(versions, v)
-		v, err = src.Next(v)
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("fanout: migrations %s: %w", dir, err)
-	}
-	if len(versions) == 0 {
-		return nil, fmt.Errorf("fanout: no migrations in %s", dir)
-	}
-	return versions, nil
+	return schema.Versions(fsys, dir)
 }
 
 // selectDatabases lists the catalog's tenant databases (shared first), or

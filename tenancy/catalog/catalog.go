@@ -19,7 +19,15 @@ import (
 // Store reads and writes the catalog.
 type Store struct {
 	pool *pgxpool.Pool
+	// minTenantVersion is the tenant schema this binary's queries need: a
+	// database below it is not ready for them (see RequireTenantVersion).
+	minTenantVersion int64
 }
+
+// RequireTenantVersion makes tenants on databases whose schema is older
+// than v read as not ready: after an upgrade, until `migrate tenants` has
+// brought their database up, they get 503 rather than queries that fail.
+func (s *Store) RequireTenantVersion(v uint) { s.minTenantVersion = int64(v) }
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }

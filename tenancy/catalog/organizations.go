@@ -123,9 +123,10 @@ func (s *Store) OrganizationDetailBySlug(ctx context.Context, slug string) (Orga
 func (s *Store) Placement(ctx context.Context, orgID string) (tenancy.Placement, error) {
 	var p tenancy.Placement
 	err := s.pool.QueryRow(ctx, `
-		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state, d.state = 'ready' AND NOT d.dirty
+		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state,
+			d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2
 		FROM placements p JOIN databases d ON d.id = p.database_id
-		WHERE p.organization_id = $1`, orgID).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State, &p.DatabaseReady)
+		WHERE p.organization_id = $1`, orgID, s.minTenantVersion).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State, &p.DatabaseReady)
 	return p, interpret(err, "placement")
 }
 
@@ -135,7 +136,7 @@ func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error
 	var t tenancy.Tenant
 	o, p := &t.Organization, &t.Placement
 	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state,
-		d.state = 'ready' AND NOT d.dirty`+orgFrom+`WHERE o.id = $1`, orgID).
+		d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2`+orgFrom+`WHERE o.id = $1`, orgID, s.minTenantVersion).
 		Scan(append(orgFields(o), &p.DatabaseID, &p.Epoch, &p.State, &p.DatabaseReady)...)
 	p.OrganizationID, p.Kind = o.ID, o.Placement
 	return t, interpret(err, "organization")
