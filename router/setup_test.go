@@ -131,18 +131,8 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.revocations = identity.NewRevocations()
 	b.bus = broadcast.NewLocal()
 	b.feed = changes.New(b.store, b.bus, quiet)
-	stopFeed := b.feed.Follow(func(c tenancy.Change) {
-		switch c.Kind {
-		case tenancy.ChangeOrganization:
-			b.placements.Invalidate(c.Subject)
-		case tenancy.ChangeUser:
-			b.principals.Forget(c.Subject)
-		case tenancy.ChangeToken:
-			b.revocations.Add(c.Subject, c.Until)
-		case tenancy.ChangeKey:
-			b.keys.Forget(c.Subject)
-		}
-	})
+	stopFeed := b.feed.Follow(Caches{Placements: b.placements, Keys: b.keys, Principals: b.principals,
+		Revocations: b.revocations}.Apply)
 	t.Cleanup(stopFeed)
 	b.touches = b.store.NewKeyTouches(quiet)
 	b.data = tenantdb.NewStores(b.scope)

@@ -100,6 +100,7 @@ func TestOperatorFlow(t *testing.T) {
 	require.Contains(t, out, "limits updated")
 	out, _, err = tg(t, "tenants", "set-usage", "acme", "--agent-minutes", "42")
 	require.NoError(t, err)
+	require.Contains(t, out, "agent-minutes this period set to 42")
 	out, _, err = tg(t, "tenants", "show", "acme", "--output", "json")
 	require.NoError(t, err)
 	require.Contains(t, out, `"agentMinutesUsed": 42`)

@@ -103,16 +103,16 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate", MaxServerConns: cfg.Pools.MaxServerConns,
 	}, poolSource(g.store, cfg), log)
-	c := caches{
-		placements:  placement.New(100_000, cfg.Placement.TTL, g.store.Tenant),
-		keys:        identity.NewKeys(keySource(g.store), 100_000, time.Minute, 10*time.Second),
-		principals:  identity.NewPrincipals(g.store.User, 100_000, 5*time.Minute),
-		revocations: identity.NewRevocations(),
+	c := router.Caches{
+		Placements:  placement.New(100_000, cfg.Placement.TTL, g.store.Tenant),
+		Keys:        identity.NewKeys(keySource(g.store), 100_000, time.Minute, 10*time.Second),
+		Principals:  identity.NewPrincipals(g.store.User, 100_000, 5*time.Minute),
+		Revocations: identity.NewRevocations(),
 	}
-	if err := c.loadRevocations(ctx, g.store); err != nil {
+	if err := loadRevocations(ctx, c, g.store); err != nil {
 		return err
 	}
-	g.stop = append(g.stop, g.feed.Follow(c.apply))
+	g.stop = append(g.stop, g.feed.Follow(c.Apply))
 	touches := g.store.NewKeyTouches(log)
 	g.stop = append(g.stop, runInBackground(func(ctx context.Context) { touches.Run(ctx, 5*time.Second) }))
 
@@ -120,8 +120,8 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		router.PoolCollector{Pools: g.pools})
 	g.public = router.New(router.Deps{
-		Catalog: g.store, Tenants: c.placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
-		Tokens: tokens, Keys: c.keys, Principals: c.principals, Revocations: c.revocations, Changes: g.feed,
+		Catalog: g.store, Tenants: c.Placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
+		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch,
 		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
@@ -134,37 +134,15 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	return nil
 }
 
-// caches are the gateway's in-process views of the catalog; the change
-// feed tells them what to forget.
-type caches struct {
-	placements  *placement.Cache
-	keys        *identity.Keys
-	principals  *identity.Principals
-	revocations *identity.Revocations
-}
-
-func (c caches) apply(ch tenancy.Change) {
-	switch ch.Kind {
-	case tenancy.ChangeOrganization:
-		c.placements.Invalidate(ch.Subject)
-	case tenancy.ChangeUser:
-		c.principals.Forget(ch.Subject)
-	case tenancy.ChangeToken:
-		c.revocations.Add(ch.Subject, ch.Until)
-	case tenancy.ChangeKey:
-		c.keys.Forget(ch.Subject)
-	}
-}
-
 // loadRevocations makes a starting replica refuse every logged-out token
 // that has not expired yet.
-func (c caches) loadRevocations(ctx context.Context, store *catalog.Store) error {
+func loadRevocations(ctx context.Context, c router.Caches, store *catalog.Store) error {
 	revoked, err := store.RevokedTokens(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range revoked {
-		c.revocations.Add(r.JTI, r.Expires)
+		c.Revocations.Add(r.JTI, r.Expires)
 	}
 	return nil
 }
