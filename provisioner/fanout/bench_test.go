@@ -13,7 +13,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 )
 
-// BenchmarkFanout migrates 40 empty databases to the newest tenant schema
+// BenchmarkFanout migrates 200 empty databases to the newest tenant schema
 // at concurrency 4 and reports the wall time against the ideal bound
 // N × (one database alone) ÷ concurrency, as wall/bound (target ≤ 1.3).
 // The databases are created once; each iteration empties them again.
@@ -25,7 +25,7 @@ import (
 //
 //	go test -run '^$' -bench Fanout -benchtime 3x ./provisioner/fanout/
 func BenchmarkFanout(b *testing.B) {
-	const n, concurrency = 40, 4
+	const n, concurrency = 200, 4
 	f := setup(b, fixtureOpts{dedicated: span(0, n-1)})
 	r := New(f.store, migrations.Tenant, "tenant", f.env.AppRole, quiet)
 	ctx := context.Background()

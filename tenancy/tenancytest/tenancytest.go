@@ -74,7 +74,8 @@ func NewEnv(t testing.TB) *Env {
 	e.CatalogURL = mustWithDatabase(t, e.ServerURL, prefix+"catalog")
 	e.SharedURL = mustWithDatabase(t, e.ServerURL, prefix+"shared")
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// Generous: a benchmark may leave hundreds of databases to drop.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if err := dropMatching(ctx, e.ServerURL, func(name string) bool { return strings.HasPrefix(name, prefix) }); err != nil {
 			t.Errorf("tenancytest: drop databases %s*: %v", prefix, err)
