@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/robfig/cron/v3"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
@@ -164,23 +163,19 @@ type scheduleCreate struct {
 	Enabled      *bool         `json:"enabled"`
 }
 
-// cronParser takes the standard five fields and descriptors like @hourly.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
 // nextRun parses expr and returns its next time after now (UTC), or nil
 // when the schedule is disabled.
 func nextRun(expr string, enabled bool) (*time.Time, error) {
 	if err := text("cron", expr, true, 100); err != nil {
 		return nil, err
 	}
-	sched, err := cronParser.Parse(expr)
+	next, err := tenantdb.NextRun(expr, time.Now())
 	if err != nil {
 		return nil, tenancy.Errorf(tenancy.CodeInvalid, "cron: %s", err.Error())
 	}
 	if !enabled {
 		return nil, nil
 	}
-	next := sched.Next(time.Now().UTC())
 	if next.IsZero() {
 		return nil, tenancy.Errorf(tenancy.CodeInvalid, "cron: never fires")
 	}
@@ -204,6 +199,9 @@ func (s *server) handleScheduleCreate(c *fiber.Ctx) error {
 	out, err := s.Data.Schedules.Create(c.UserContext(), t, id.UserID, tenantdb.Schedule{AgentID: req.AgentID, Cron: req.Cron,
 		TaskTemplate: tenantdb.TaskTemplate(*req.TaskTemplate), Enabled: enabled, NextRunAt: next})
 	if err != nil {
+		return err
+	}
+	if err := s.noteDue(c, t, out.NextRunAt); err != nil {
 		return err
 	}
 	return c.Status(fiber.StatusCreated).JSON(out)
@@ -259,6 +257,9 @@ func (s *server) handleScheduleUpdate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.noteDue(c, t, out.NextRunAt); err != nil {
+		return err
+	}
 	return c.JSON(out)
 }
 
@@ -307,4 +308,13 @@ func (s *server) handleOrganization(c *fiber.Ctx) error {
 // limits are the tenant's effective limits: its plan's, with overrides.
 func (s *server) limits(t tenancy.Tenant) tenancy.Limits {
 	return t.Organization.Overrides.Apply(s.Plans[t.Organization.Plan])
+}
+
+// noteDue tells the scheduler's catalog index when the tenant next has a
+// schedule due, so the scheduler visits it then.
+func (s *server) noteDue(c *fiber.Ctx, t tenancy.Tenant, at *time.Time) error {
+	if at == nil || s.ScheduleDue == nil {
+		return nil
+	}
+	return s.ScheduleDue(c.UserContext(), t.Organization.ID, *at)
 }

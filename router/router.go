@@ -64,6 +64,9 @@ type Deps struct {
 	SignupMode string
 	// CreateOrganization serves signups.
 	CreateOrganization OrganizationCreator
+	// ScheduleDue records when an organization next has a schedule due
+	// (the scheduler's index in the catalog).
+	ScheduleDue func(ctx context.Context, orgID string, at time.Time) error
 	// KeyUsed records, in the background, that an API key was used.
 	KeyUsed func(keyID string)
 	Log     *slog.Logger

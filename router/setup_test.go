@@ -144,7 +144,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 			return b.prov.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
 				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
 		},
-		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP",
+		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP", ScheduleDue: b.store.NoteScheduleDue,
 		Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }

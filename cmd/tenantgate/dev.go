@@ -79,7 +79,7 @@ func (c *cli) devCmd() *cobra.Command {
 			}
 			defer svc.close()
 			// The provisioner runs beside the gateway until ctx ends.
-			stopWorker := runInBackground(svc.worker.Run)
+			stopWorker := runInBackground(svc.run)
 			defer stopWorker()
 			printExamples(c.stdout, cfg)
 			return g.serve(ctx, cfg.HTTPAddr, cfg.AdminAddr, log)

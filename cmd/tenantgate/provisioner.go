@@ -14,12 +14,14 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
+	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 )
 
 func (c *cli) provisionerCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "provisioner",
-		Short: "Run the provisioner service: provisioning, move and delete jobs from the catalog",
+		Short: "Run the provisioner service: provisioning, move and delete jobs, and due schedules",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := c.config()
@@ -33,17 +35,26 @@ func (c *cli) provisionerCmd() *cobra.Command {
 			}
 			defer svc.close()
 			log.Info("provisioner running")
-			svc.worker.Run(cmd.Context())
+			svc.run(cmd.Context())
 			log.Info("provisioner stopped")
 			return nil
 		},
 	}
 }
 
-// provisionerService is a worker with everything its jobs need.
+// provisionerService is a job worker and a schedule firer with everything
+// they need.
 type provisionerService struct {
-	worker *provisioner.Worker
-	close  func()
+	worker    *provisioner.Worker
+	scheduler *provisioner.Scheduler
+	close     func()
+}
+
+// run runs the worker and the scheduler until ctx ends.
+func (s *provisionerService) run(ctx context.Context) {
+	stop := runInBackground(s.scheduler.Run)
+	s.worker.Run(ctx)
+	stop()
 }
 
 func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger) (*provisionerService, error) {
@@ -65,9 +76,17 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	for kind, h := range moveHandlers(p, store, log) {
 		handlers[kind] = h
 	}
+	// Schedules fire through the tenant scope, as the application role.
+	pools := poolcache.New(poolcache.Config{
+		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns / 2, SharedConns: 4, DedicatedConns: 2,
+		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate-scheduler", MaxServerConns: cfg.Pools.MaxServerConns,
+	}, poolSource(store, cfg), log)
+	schedules := tenantdb.NewSchedules(tenantdb.NewScope(leaseFunc(pools)))
 	return &provisionerService{
-		worker: provisioner.NewWorker(store, log, handlers),
+		worker:    provisioner.NewWorker(store, log, handlers),
+		scheduler: provisioner.NewScheduler(store, schedules, log),
 		close: func() {
+			pools.Close()
 			bus.Close()
 			if client != nil {
 				client.Close()

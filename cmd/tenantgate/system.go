@@ -123,7 +123,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Catalog: g.store, Tenants: c.Placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
 		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
-		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch,
+		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
 		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader:    cfg.ProxyHeader,
 		PasswordParams: identity.DefaultPasswordParams,

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/robfig/cron/v3"
 	"github.com/tenantgate/tenantgate/tenancy"
 )
 
@@ -111,4 +112,17 @@ func (s *Schedules) Delete(ctx context.Context, t tenancy.Tenant, actor, id stri
 		), `+logActivity("x", "schedule.deleted", "schedule", "$3")+`
 		SELECT id::text FROM x`, t.Organization.ID, id, nullUUID(actor))
 	return err
+}
+
+// cronParser takes the standard five fields and descriptors like @hourly.
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// NextRun returns when expr next fires after after (in UTC), or an error
+// naming what is wrong with it.
+func NextRun(expr string, after time.Time) (time.Time, error) {
+	sched, err := cronParser.Parse(expr)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return sched.Next(after.UTC()), nil
 }
