@@ -77,6 +77,7 @@ func (s *server) handleAgentCreate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "agent.created", a)
 	return c.Status(fiber.StatusCreated).JSON(a)
 }
 
@@ -132,6 +133,7 @@ func (s *server) handleAgentUpdate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "agent.updated", a)
 	return c.JSON(a)
 }
 
@@ -144,5 +146,6 @@ func (s *server) handleAgentDelete(c *fiber.Ctx) error {
 	if err := s.Data.Agents.Delete(c.UserContext(), t, id.UserID, agentID); err != nil {
 		return err
 	}
+	s.emit(c, "agent.deleted", fiber.Map{"id": agentID})
 	return c.SendStatus(fiber.StatusNoContent)
 }

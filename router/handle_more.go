@@ -53,6 +53,7 @@ func (s *server) handleMessageCreate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "message.created", m)
 	return c.Status(fiber.StatusCreated).JSON(m)
 }
 

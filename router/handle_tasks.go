@@ -61,6 +61,7 @@ func (s *server) handleTaskCreate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "task.created", task)
 	return c.Status(fiber.StatusCreated).JSON(task)
 }
 
@@ -132,6 +133,7 @@ func (s *server) handleTaskUpdate(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "task.updated", task)
 	return c.JSON(task)
 }
 
@@ -144,6 +146,7 @@ func (s *server) handleTaskDelete(c *fiber.Ctx) error {
 	if err := s.Data.Tasks.Delete(c.UserContext(), t, id.UserID, taskID); err != nil {
 		return err
 	}
+	s.emit(c, "task.updated", fiber.Map{"id": taskID, "deleted": true})
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
@@ -171,6 +174,7 @@ func (s *server) handleTaskStart(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	s.emit(c, "task.updated", task)
 	return c.JSON(task)
 }
 
@@ -211,6 +215,7 @@ func (s *server) handleTaskComplete(c *fiber.Ctx) error {
 			return err
 		}
 	}
+	s.emit(c, "task.updated", task)
 	return c.JSON(task)
 }
 

@@ -165,7 +165,7 @@ func (s *server) program(ctx context.Context, key string) (tenancy.Identity, err
 		return tenancy.Identity{}, err
 	}
 	s.KeyUsed(rec.ID)
-	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: role, KeyID: rec.ID}, nil
+	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: role, KeyID: rec.ID, KeyPrefix: rec.Prefix}, nil
 }
 
 // keyRole is the role a key acts with: the one its creator had when making

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
@@ -64,6 +65,10 @@ type Deps struct {
 	SignupMode string
 	// CreateOrganization serves signups.
 	CreateOrganization OrganizationCreator
+	// Events fans tenant events out to WebSocket clients (nil: none).
+	Events *events.Hub
+	// AllowedOrigins may open event streams from a browser.
+	AllowedOrigins []string
 	// ScheduleDue records when an organization next has a schedule due
 	// (the scheduler's index in the catalog).
 	ScheduleDue func(ctx context.Context, orgID string, at time.Time) error

@@ -1,6 +1,9 @@
 package router
 
 import (
+	"time"
+
+	"github.com/gofiber/contrib/websocket"
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/tenantgate/tenantgate/tenancy"
@@ -14,6 +17,11 @@ func routes(app *fiber.App, s *server) {
 	api := app.Group("/api")
 	api.Post("/auth/signup", s.handleSignup)
 	api.Post("/auth/login", s.handleLogin)
+
+	// Before the authenticated group: the credential may come as a query
+	// parameter, which eventsToken turns into the header first.
+	api.Get("/events", eventsToken, s.authenticate, s.resolveTenant, s.eventsUpgrade,
+		websocket.New(s.handleEvents, websocket.Config{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 1024, WriteBufferSize: 4096}))
 
 	authed := api.Group("", s.authenticate)
 	authed.Post("/auth/logout", s.handleLogout)

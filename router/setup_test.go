@@ -21,6 +21,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
+	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
@@ -56,6 +57,7 @@ type bundle struct {
 	bus         *broadcast.Local
 	feed        *changes.Feed
 	touches     *catalog.KeyTouches
+	hub         *events.Hub
 	tokens      *identity.Tokens
 	cfg         provisioner.Config
 }
@@ -131,8 +133,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.revocations = identity.NewRevocations()
 	b.bus = broadcast.NewLocal()
 	b.feed = changes.New(b.store, b.bus, quiet)
+	b.hub = events.NewHub(b.bus, quiet)
 	stopFeed := b.feed.Follow(Caches{Placements: b.placements, Keys: b.keys, Principals: b.principals,
-		Revocations: b.revocations}.Apply)
+		Revocations: b.revocations, Events: b.hub}.Apply)
 	t.Cleanup(stopFeed)
 	b.touches = b.store.NewKeyTouches(quiet)
 	b.data = tenantdb.NewStores(b.scope)
@@ -145,6 +148,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
 		},
 		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP", ScheduleDue: b.store.NoteScheduleDue,
+		Events: b.hub, AllowedOrigins: []string{"https://app.example"},
 		Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }

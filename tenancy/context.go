@@ -16,8 +16,9 @@ type Identity struct {
 	TokenID string
 	// ExpiresAt is when a session token expires.
 	ExpiresAt time.Time
-	// KeyID is the API key of a program's request, empty for sessions.
-	KeyID string
+	// KeyID and KeyPrefix name the API key of a program's request; empty
+	// for sessions.
+	KeyID, KeyPrefix string
 }
 
 type ctxKey int

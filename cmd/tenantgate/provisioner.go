@@ -14,6 +14,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
+	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 )
@@ -82,9 +83,14 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate-scheduler", MaxServerConns: cfg.Pools.MaxServerConns,
 	}, poolSource(store, cfg), log)
 	schedules := tenantdb.NewSchedules(tenantdb.NewScope(leaseFunc(pools)))
+	scheduler := provisioner.NewScheduler(store, schedules, log)
+	hub := events.NewHub(bus, log)
+	scheduler.Created = func(ctx context.Context, t tenancy.Tenant, task tenantdb.Task) {
+		hub.Publish(ctx, events.Event{Type: "task.created", OrganizationID: t.Organization.ID, Data: task})
+	}
 	return &provisionerService{
 		worker:    provisioner.NewWorker(store, log, handlers),
-		scheduler: provisioner.NewScheduler(store, schedules, log),
+		scheduler: scheduler,
 		close: func() {
 			pools.Close()
 			bus.Close()

@@ -20,6 +20,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
+	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
@@ -103,7 +104,9 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate", MaxServerConns: cfg.Pools.MaxServerConns,
 	}, poolSource(g.store, cfg), log)
+	hub := events.NewHub(g.bus, log)
 	c := router.Caches{
+		Events:      hub,
 		Placements:  placement.New(100_000, cfg.Placement.TTL, g.store.Tenant),
 		Keys:        identity.NewKeys(keySource(g.store), 100_000, time.Minute, 10*time.Second),
 		Principals:  identity.NewPrincipals(g.store.User, 100_000, 5*time.Minute),
@@ -124,6 +127,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
+		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins,
 		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader:    cfg.ProxyHeader,
 		PasswordParams: identity.DefaultPasswordParams,
