@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -170,4 +172,29 @@ func privateRedis(t *testing.T) (url string, stop func()) {
 	}
 	t.Cleanup(stop)
 	return url, stop
+}
+
+// TestEventsAcrossReplicas: a client connected to one replica receives the
+// changes made through another.
+func TestEventsAcrossReplicas(t *testing.T) {
+	r := twoReplicas(t, tenancytest.RedisURL())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go r.b.public.Listener(ln)
+	defer r.b.public.Shutdown()
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial("ws://"+ln.Addr().String()+"/api/events?access_token="+r.token, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	time.Sleep(200 * time.Millisecond) // b subscribed to the organization's channel
+
+	created := r.call(t, r.a, "POST", "/api/agents", r.token, `{"name":"from-a"}`)
+	require.Equal(t, 201, created.status)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, raw, err := conn.ReadMessage()
+	require.NoError(t, err)
+	var e map[string]any
+	require.NoError(t, json.Unmarshal(raw, &e))
+	require.Equal(t, "agent.created", e["type"])
+	require.Equal(t, created.body["id"], e["data"].(map[string]any)["id"])
 }
