@@ -15,6 +15,7 @@ import (
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/provisioner/fanout"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 )
 
@@ -72,7 +73,11 @@ func (c *cli) devCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			svc, err := newProvisionerService(ctx, cfg, log)
+			var shared broadcast.Bus
+			if cfg.RedisURL == "" {
+				shared = g.bus // one process, one in-process bus
+			}
+			svc, err := newProvisionerService(ctx, cfg, log, shared)
 			if err != nil {
 				g.close()
 				return err

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tenantgate/tenantgate/config"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/events"
@@ -30,7 +32,7 @@ func (c *cli) provisionerCmd() *cobra.Command {
 				return err
 			}
 			log := c.logger(cfg)
-			svc, err := newProvisionerService(cmd.Context(), cfg, log)
+			svc, err := newProvisionerService(cmd.Context(), cfg, log, nil)
 			if err != nil {
 				return err
 			}
@@ -58,16 +60,22 @@ func (s *provisionerService) run(ctx context.Context) {
 	stop()
 }
 
-func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger) (*provisionerService, error) {
+// newProvisionerService builds the service; shared, when not nil, is the
+// bus of a gateway in the same process (dev without Redis), so that the
+// gateway hears the service's changes and events.
+func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger, shared broadcast.Bus) (*provisionerService, error) {
 	pool, store, err := openCatalog(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	bus, client, err := openBus(cfg, log)
-	if err != nil {
-		pool.Close()
-		return nil, err
+	bus, client := shared, (*redis.Client)(nil)
+	if bus == nil {
+		if bus, client, err = openBus(cfg, log); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
+	ownBus := shared == nil
 	feed := changes.New(store, bus, log)
 	p := provisioner.New(provisionerConfig(cfg), store, log)
 	p.Publish = func(ctx context.Context, orgID string) error {
@@ -93,7 +101,9 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 		scheduler: scheduler,
 		close: func() {
 			pools.Close()
-			bus.Close()
+			if ownBus {
+				bus.Close()
+			}
 			if client != nil {
 				client.Close()
 			}
