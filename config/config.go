@@ -153,11 +153,21 @@ func Load(v *viper.Viper, file string) (Config, error) {
 			return Config{}, fmt.Errorf("config: read %s: %w", orDefault(file, "tenantgate.yaml"), err)
 		}
 	}
+	if raw, ok := v.Get("stripe.prices").(string); ok {
+		// The environment spells the map price_id=plan,price_id=plan.
+		prices := map[string]string{}
+		for _, pair := range list(raw) {
+			price, plan, _ := strings.Cut(pair, "=")
+			prices[strings.TrimSpace(price)] = strings.TrimSpace(plan)
+		}
+		v.Set("stripe.prices", prices)
+	}
 	var c Config
 	if err := v.Unmarshal(&c); err != nil {
 		return Config{}, fmt.Errorf("config: %w", err)
 	}
 	c.JWTPrevious = list(v.Get("jwt_previous_secrets"))
+
 	c.Events.AllowedOrigins = list(v.Get("events.allowed_origins"))
 	if c.Dedicated.ServerURL == "" {
 		c.Dedicated.ServerURL = c.DatabaseURL
@@ -229,6 +239,14 @@ func (c Config) Validate() error {
 		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
 		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
 		positiveDuration("login.window", c.Login.Window))
+	for price, plan := range c.Stripe.Prices {
+		switch plan {
+		case "free", "starter", "pro", "enterprise":
+		default:
+			errs = append(errs, fmt.Errorf("stripe.prices (%s): price %q maps to %q, not a plan (free, starter, pro, enterprise)",
+				envName("stripe.prices"), price, plan))
+		}
+	}
 	for _, p := range []string{"free", "starter", "pro", "enterprise"} {
 		l := c.Plans[p]
 		errs = append(errs, positive("plans."+p+".max_agents", l.MaxAgents),

@@ -96,3 +96,15 @@ func TestValidateMessages(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+func TestStripePricesFromEnv(t *testing.T) {
+	t.Setenv("TENANTGATE_STRIPE_PRICES", "price_a=pro, price_b=enterprise")
+	c, err := Load(New(), "")
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"price_a": "pro", "price_b": "enterprise"}, c.Stripe.Prices)
+	require.NoError(t, c.Validate())
+	t.Setenv("TENANTGATE_STRIPE_PRICES", "price_a=platinum")
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	require.ErrorContains(t, c.Validate(), "platinum")
+}

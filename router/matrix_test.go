@@ -42,6 +42,7 @@ func (b *bundle) world(t *testing.T, slug string, plan tenancy.Plan) world {
 var validBody = map[string]string{
 	"POST /api/auth/signup":        `{"email":"new@x.test","password":"long-enough-pw","organizationName":"N"}`,
 	"POST /api/auth/login":         `{"email":"nobody@x.test","password":"whatever-pw"}`,
+	"POST /api/billing/webhook":    `{}`,
 	"POST /api/auth/logout":        ``,
 	"POST /api/agents":             `{"name":"n"}`,
 	"PATCH /api/agents/:id":        `{"name":"renamed"}`,

@@ -217,6 +217,9 @@ func (s *server) resolveTenant(c *fiber.Ctx) error {
 	if !t.Placement.DatabaseReady {
 		return tenancy.Unavailable(fmt.Errorf("database %s is dirty or not ready", t.Placement.DatabaseID), 30*time.Second)
 	}
+	if err := s.overdue(c, t); err != nil {
+		return err
+	}
 	switch t.Organization.Status {
 	case tenancy.StatusPending:
 		return tenancy.Errorf(tenancy.CodePending, "the organization is on the waitlist and not yet approved")

@@ -65,6 +65,8 @@ type Deps struct {
 	SignupMode string
 	// CreateOrganization serves signups.
 	CreateOrganization OrganizationCreator
+	// Billing is how Stripe drives plans.
+	Billing Billing
 	// Events fans tenant events out to WebSocket clients (nil: none).
 	Events *events.Hub
 	// AllowedOrigins may open event streams from a browser.
@@ -98,6 +100,9 @@ func New(d Deps) *fiber.App {
 	}
 	if d.Login.Window == 0 {
 		d.Login = LoginPolicy{MaxFailures: 5, MaxFailuresPerIP: 30, Window: 15 * time.Minute}
+	}
+	if d.PasswordParams == (identity.PasswordParams{}) {
+		d.PasswordParams = identity.DefaultPasswordParams
 	}
 	if d.KeyUsed == nil {
 		d.KeyUsed = func(string) {}

@@ -17,6 +17,7 @@ func routes(app *fiber.App, s *server) {
 	api := app.Group("/api")
 	api.Post("/auth/signup", s.handleSignup)
 	api.Post("/auth/login", s.handleLogin)
+	api.Post("/billing/webhook", s.handleBillingWebhook)
 
 	// Before the authenticated group: the credential may come as a query
 	// parameter, which eventsToken turns into the header first.

@@ -72,6 +72,8 @@ type setupOptions struct {
 	login      LoginPolicy
 	plans      map[tenancy.Plan]tenancy.Limits // default: the contract's
 	limiter    ratelimit.Limiter               // default: in-process
+	// stripeSecret is the webhook secret; default whsec_test.
+	stripeSecret string
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -121,6 +123,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	if o.plans == nil {
 		o.plans = contractPlans()
 	}
+	if o.stripeSecret == "" {
+		o.stripeSecret = "whsec_test"
+	}
 	if o.limiter == nil {
 		o.limiter = ratelimit.NewLocal(10_000)
 	}
@@ -149,6 +154,8 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 		},
 		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP", ScheduleDue: b.store.NoteScheduleDue,
 		Events: b.hub, AllowedOrigins: []string{"https://app.example"},
+		Billing: Billing{WebhookSecret: o.stripeSecret, GracePeriod: time.Hour,
+			Prices: map[string]tenancy.Plan{"price_pro": tenancy.PlanPro, "price_ent": tenancy.PlanEnterprise}},
 		Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }

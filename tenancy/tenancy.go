@@ -68,6 +68,8 @@ type Organization struct {
 	// Overrides are limits an operator set for this organization; zero
 	// fields take the plan's.
 	Overrides Limits `json:"-"`
+	// PastDueSince is when its payment became overdue, nil when it is not.
+	PastDueSince *time.Time `json:"-"`
 }
 
 // Apply returns the plan's limits with the non-zero overrides in place.

@@ -40,7 +40,7 @@ func moveHandlers(p *provisioner.Provisioner, store *catalog.Store, log *slog.Lo
 	}
 	return map[string]provisioner.Handler{
 		catalog.JobMove: func(ctx context.Context, job catalog.Job, step func(string)) error {
-			var pl MovePayload
+			var pl catalog.MovePayload
 			if err := json.Unmarshal(job.Payload, &pl); err != nil {
 				return tenancy.Errorf(tenancy.CodeInvalid, "move job %s: bad payload: %v", job.ID, err)
 			}

@@ -127,7 +127,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
-		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins,
+		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins, Billing: billing(cfg),
 		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader:    cfg.ProxyHeader,
 		PasswordParams: identity.DefaultPasswordParams,
@@ -302,4 +302,13 @@ func planLimits(cfg config.Config) map[tenancy.Plan]tenancy.Limits {
 		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS}
 	}
 	return out
+}
+
+// billing is the Stripe side of the configuration.
+func billing(cfg config.Config) router.Billing {
+	prices := map[string]tenancy.Plan{}
+	for price, plan := range cfg.Stripe.Prices {
+		prices[price] = tenancy.Plan(plan)
+	}
+	return router.Billing{WebhookSecret: cfg.Stripe.WebhookSecret, Prices: prices, GracePeriod: cfg.Stripe.GracePeriod}
 }

@@ -309,13 +309,6 @@ func placementOf(plan tenancy.Plan) string {
 	return tenancy.KindShared
 }
 
-// MovePayload is what a move job carries: where to, and the plan to set
-// once there (empty: unchanged).
-type MovePayload struct {
-	To   string       `json:"to"`
-	Plan tenancy.Plan `json:"plan,omitempty"`
-}
-
 func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan, wait bool) error {
 	return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
 		org, err := store.OrganizationBySlug(cmd.Context(), slug)
@@ -326,7 +319,7 @@ func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan
 			fmt.Fprintf(c.stdout, "organization %s is already %s\n", slug, to)
 			return nil
 		}
-		j, err := store.EnqueueJob(cmd.Context(), catalog.JobMove, org.ID, MovePayload{To: to, Plan: plan})
+		j, err := store.EnqueueJob(cmd.Context(), catalog.JobMove, org.ID, catalog.MovePayload{To: to, Plan: plan})
 		if err != nil {
 			return err
 		}

@@ -114,3 +114,10 @@ func (s *Store) FinishJob(ctx context.Context, id, worker, step string, jobErr e
 	}
 	return interpret(err, "job")
 }
+
+// MovePayload is what a move job carries: where to, and the plan to set
+// once there (empty: unchanged).
+type MovePayload struct {
+	To   string       `json:"to"`
+	Plan tenancy.Plan `json:"plan,omitempty"`
+}
