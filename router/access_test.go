@@ -164,7 +164,7 @@ func TestRoleMatrix(t *testing.T) {
 
 	minimum := map[string]tenancy.Role{
 		"POST /api/auth/signup": "", "POST /api/auth/login": "", "POST /api/auth/logout": tenancy.RoleMember,
-		"GET /api/events": tenancy.RoleMember, "POST /api/billing/webhook": "", "GET /api/auth/me": tenancy.RoleMember,
+		"GET /api/events": tenancy.RoleMember, "POST /api/billing/webhook": "", "GET /api/billing": tenancy.RoleOwner, "GET /api/auth/me": tenancy.RoleMember,
 		"GET /api/agents": tenancy.RoleMember, "POST /api/agents": tenancy.RoleMember,
 		"GET /api/agents/:id": tenancy.RoleMember, "PATCH /api/agents/:id": tenancy.RoleMember, "DELETE /api/agents/:id": tenancy.RoleMember,
 		"GET /api/tasks": tenancy.RoleMember, "POST /api/tasks": tenancy.RoleMember, "GET /api/tasks/:id": tenancy.RoleMember,

@@ -2,7 +2,6 @@ package router
 
 import (
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
@@ -70,9 +69,19 @@ func TestBillingWebhook(t *testing.T) {
 	require.Equal(t, "payment_required", w.errorCode())
 	require.Equal(t, 200, b.do(t, "GET", "/api/agents", o.token, nil).status, "reads go on")
 
-	_, paid := stripeEvent("customer.subscription.updated", o.ID, "cus_1", "active", "price_pro")
+	bill := b.do(t, "GET", "/api/billing", o.token, nil)
+	require.Equal(t, 200, bill.status, bill.text)
+	require.Equal(t, "past_due", bill.json["status"])
+	require.NotNil(t, bill.json["graceEndsAt"])
+	_, paid := stripeEvent("invoice.paid", "", "cus_1", "paid", "")
 	require.Equal(t, 200, b.webhook(t, paid, "whsec_test", time.Now()).status)
-	require.Equal(t, 201, b.do(t, "POST", "/api/agents", o.token, map[string]string{"name": "paid-up"}).status)
+	require.Equal(t, 201, b.do(t, "POST", "/api/agents", o.token, map[string]string{"name": "paid-up"}).status, "invoice.paid clears it")
+	_, failed := stripeEvent("invoice.payment_failed", "", "cus_1", "open", "")
+	require.Equal(t, 200, b.webhook(t, failed, "whsec_test", time.Now()).status)
+	require.Equal(t, "past_due", b.do(t, "GET", "/api/billing", o.token, nil).json["status"], "invoice.payment_failed marks it")
+	_, paid2 := stripeEvent("invoice.paid", "", "cus_1", "paid", "")
+	require.Equal(t, 200, b.webhook(t, paid2, "whsec_test", time.Now()).status)
+	require.Equal(t, "active", b.do(t, "GET", "/api/billing", o.token, nil).json["status"])
 
 	// Enterprise crosses the line: a move job with the plan is queued.
 	_, ent := stripeEvent("customer.subscription.updated", "", "cus_1", "active", "price_ent")
@@ -84,7 +93,7 @@ func TestBillingWebhook(t *testing.T) {
 
 	_, unknown := stripeEvent("customer.subscription.updated", uuid.NewString(), "cus_nobody", "active", "price_pro")
 	require.Equal(t, 404, b.webhook(t, unknown, "whsec_test", time.Now()).status)
-	ignored := b.webhook(t, []byte(fmt.Sprintf(`{"id":"evt_x","object":"event","type":"invoice.paid","data":{"object":{}}}`)), "whsec_test", time.Now())
+	ignored := b.webhook(t, []byte(`{"id":"evt_x","object":"event","type":"charge.succeeded","data":{"object":{}}}`), "whsec_test", time.Now())
 	require.Equal(t, 200, ignored.status)
 }
 

@@ -52,9 +52,12 @@ func (s *server) handleBillingWebhook(c *fiber.Ctx) error {
 	}
 	var sub subscription
 	switch ev.Type {
-	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted":
+	case "customer.subscription.created", "customer.subscription.updated", "customer.subscription.deleted",
+		"invoice.payment_failed", "invoice.paid":
+		// An invoice names its customer and subscription like a
+		// subscription does: the fields read are the same.
 		if ev.Data == nil || json.Unmarshal(ev.Data.Raw, &sub) != nil {
-			return tenancy.Errorf(tenancy.CodeInvalid, "data.object: not a subscription")
+			return tenancy.Errorf(tenancy.CodeInvalid, "data.object: not a subscription or invoice")
 		}
 	default:
 		return c.JSON(fiber.Map{"received": true, "applied": false})
@@ -79,6 +82,13 @@ func (s *server) applySubscription(c *fiber.Ctx, typ string, sub subscription) e
 	org, err := s.Catalog.OrganizationForBilling(ctx, sub.Metadata["organization_id"], sub.Customer)
 	if err != nil {
 		return err
+	}
+	if typ == "invoice.payment_failed" || typ == "invoice.paid" {
+		err := s.Catalog.SetBilling(ctx, org.ID, catalog.Billing{CustomerID: sub.Customer, PastDue: typ == "invoice.payment_failed"})
+		if err != nil {
+			return err
+		}
+		return s.Changes.Publish(ctx, tenancy.ChangeOrganization, org.ID, time.Time{})
 	}
 	plan := org.Plan
 	switch {
@@ -124,4 +134,29 @@ func (s *server) overdue(c *fiber.Ctx, t tenancy.Tenant) error {
 	}
 	return tenancy.Errorf(tenancy.CodePaymentRequired,
 		"the organization's payment is overdue; update the payment method to write again (reads still work)")
+}
+
+type billingView struct {
+	Plan         tenancy.Plan `json:"plan"`
+	Status       string       `json:"status"` // active or past_due
+	PastDueSince *time.Time   `json:"pastDueSince"`
+	GraceEndsAt  *time.Time   `json:"graceEndsAt"`
+	PeriodStart  time.Time    `json:"periodStart"`
+	PeriodEnd    time.Time    `json:"periodEnd"`
+}
+
+// handleBilling shows an owner the organization's plan, payment state and
+// billing period.
+func (s *server) handleBilling(c *fiber.Ctx) error {
+	t, _ := tenantOf(c)
+	usage, err := s.Catalog.Usage(c.UserContext(), t.Organization.ID)
+	if err != nil {
+		return err
+	}
+	v := billingView{Plan: t.Organization.Plan, Status: "active", PeriodStart: usage.PeriodStart, PeriodEnd: usage.PeriodEnd}
+	if since := t.Organization.PastDueSince; since != nil {
+		ends := since.Add(s.Billing.GracePeriod)
+		v.Status, v.PastDueSince, v.GraceEndsAt = "past_due", since, &ends
+	}
+	return c.JSON(v)
 }

@@ -52,6 +52,7 @@ func routes(app *fiber.App, s *server) {
 	tenant.Patch("/schedules/:id", s.handleScheduleUpdate)
 	tenant.Delete("/schedules/:id", s.handleScheduleDelete)
 	tenant.Get("/organization", s.handleOrganization)
+	tenant.Get("/billing", requireRole(tenancy.RoleOwner), s.handleBilling)
 
 	// Roles are checked per route: a group's middleware would also run for
 	// unknown paths under it and answer 403 where 404 is due.
