@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v82/webhook"
 
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
@@ -79,4 +82,42 @@ func TestFleetOperations(t *testing.T) {
 	out, _, err = tg(t, "servers", "sweep")
 	require.NoError(t, err)
 	require.Contains(t, out, "no orphan")
+}
+
+// TestBillingMovesToDedicated: a Stripe subscription to the enterprise
+// price ends with the tenant on a database of its own.
+func TestBillingMovesToDedicated(t *testing.T) {
+	env(t)
+	t.Setenv("TENANTGATE_JWT_SECRET", "billing-secret-billing-secret-billin")
+	t.Setenv("TENANTGATE_STRIPE_WEBHOOK_SECRET", "whsec_e2e")
+	t.Setenv("TENANTGATE_STRIPE_PRICES", "price_ent=enterprise")
+	_, _, err := tg(t, "init")
+	require.NoError(t, err)
+	stopProvisioner := background(t, "provisioner")
+	defer stopProvisioner()
+	httpAddr, adminAddr := freeAddr(t), freeAddr(t)
+	stopServe := background(t, "serve", "--http-addr", httpAddr, "--admin-addr", adminAddr)
+	defer stopServe()
+	waitHealthy(t, "http://"+adminAddr+"/healthz")
+	out, _, err := tg(t, "tenants", "create", "--slug", "upgrader", "--name", "U", "--plan", "pro", "--output", "json")
+	require.NoError(t, err)
+	var created struct{ Organization struct{ ID string } }
+	require.NoError(t, json.Unmarshal([]byte(out), &created))
+
+	body, _ := json.Marshal(map[string]any{"id": "evt_e2e", "object": "event", "type": "customer.subscription.updated",
+		"data": map[string]any{"object": map[string]any{"id": "sub_e2e", "customer": "cus_e2e", "status": "active",
+			"metadata": map[string]string{"organization_id": created.Organization.ID},
+			"items":    map[string]any{"data": []any{map[string]any{"price": map[string]any{"id": "price_ent"}}}}}}})
+	signed := webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: body, Secret: "whsec_e2e"})
+	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/api/billing/webhook", strings.NewReader(string(body)))
+	req.Header.Set("Stripe-Signature", signed.Header)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, 200, res.StatusCode)
+
+	require.Eventually(t, func() bool {
+		out, _, err := tg(t, "tenants", "show", "upgrader", "--output", "json")
+		return err == nil && strings.Contains(out, `"placement": "dedicated"`) && strings.Contains(out, `"plan": "enterprise"`)
+	}, 60*time.Second, 200*time.Millisecond, "the move job ran and the plan is set")
 }
