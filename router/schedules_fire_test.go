@@ -56,9 +56,12 @@ func TestSchedulesFire(t *testing.T) {
 		t.Run(string(plan), func(t *testing.T) {
 			o := b.org(t, "sched-"+string(plan), plan)
 			agent := b.create(t, o.token, "/api/agents", map[string]string{"name": "cron-agent"})
-			sched := b.create(t, o.token, "/api/schedules", map[string]any{"agentId": agent["id"], "cron": "* * * * *",
-				"taskTemplate": map[string]string{"title": "every minute", "description": "from the schedule"}})
-			off := b.create(t, o.token, "/api/schedules", map[string]any{"agentId": agent["id"], "cron": "* * * * *",
+			// Yearly, so that only the due time the test sets can fire while
+			// it runs: an every-minute schedule would fire again at the next
+			// minute boundary, whenever a slow run crosses one.
+			sched := b.create(t, o.token, "/api/schedules", map[string]any{"agentId": agent["id"], "cron": "0 0 1 1 *",
+				"taskTemplate": map[string]string{"title": "yearly report", "description": "from the schedule"}})
+			off := b.create(t, o.token, "/api/schedules", map[string]any{"agentId": agent["id"], "cron": "0 0 1 1 *",
 				"taskTemplate": map[string]string{"title": "disabled"}, "enabled": false})
 
 			// Due for the last ten minutes, as after an outage; the disabled
@@ -73,7 +76,7 @@ func TestSchedulesFire(t *testing.T) {
 			tasks := tasksOf(t, b, o)
 			require.Len(t, tasks, 1, "one catch-up task, created once with two schedulers")
 			task := tasks[0].(map[string]any)
-			require.Equal(t, "every minute", task["title"])
+			require.Equal(t, "yearly report", task["title"])
 			require.Equal(t, "from the schedule", task["description"])
 			require.Equal(t, agent["id"], task["agentId"])
 			next := b.do(t, "GET", "/api/schedules", o.token, nil).json["data"].([]any)
