@@ -2,6 +2,7 @@ package router
 
 import (
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"testing"
@@ -98,4 +99,37 @@ func TestEventsRefusals(t *testing.T) {
 	r := b.do(t, "GET", "/api/events", a.token, nil)
 	require.Equal(t, 400, r.status, "a plain GET is told to upgrade")
 	require.Equal(t, "invalid_request", r.errorCode())
+}
+
+// TestEventsBoundClients: a client that floods messages, or sends one
+// larger than the limit, is disconnected.
+func TestEventsBoundClients(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	a := b.org(t, "ev-bounds", tenancy.PlanPro)
+	addr := listen(t, b)
+	for name, send := range map[string]func(*websocket.Conn) error{
+		"flood": func(c *websocket.Conn) error {
+			for range 50 {
+				if err := c.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+					return nil
+				}
+			}
+			return nil
+		},
+		"huge": func(c *websocket.Conn) error {
+			return c.WriteMessage(websocket.TextMessage, make([]byte, 64<<10))
+		},
+	} {
+		conn, _, err := dial(t, addr, "?access_token="+a.token, nil)
+		require.NoError(t, err, name)
+		_ = send(conn)
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+		start := time.Now()
+		_, _, err = conn.ReadMessage()
+		require.Error(t, err, "%s: the server closed the socket", name)
+		var ne net.Error
+		require.False(t, errors.As(err, &ne) && ne.Timeout(), "%s: closed by the server, not a read timeout", name)
+		require.Less(t, time.Since(start), 4*time.Second, name)
+	}
 }

@@ -19,7 +19,9 @@ const (
 	pongWait  = 75 * time.Second
 	// maxClientMessage bounds what a client may send (it has nothing to say).
 	maxClientMessage = 4096
-	principalKey     = "eventsPrincipal"
+	// maxClientMessagesPerSecond bounds what a client may send.
+	maxClientMessagesPerSecond = 10
+	principalKey               = "eventsPrincipal"
 )
 
 // eventsToken lets a browser, which cannot set headers on a WebSocket,
@@ -64,8 +66,18 @@ func (s *server) handleEvents(conn *websocket.Conn) {
 	gone := make(chan struct{})
 	go func() { // owned by this handler: ends when the socket does
 		defer close(gone)
+		// The stream is one-way: a client sending more than a few
+		// messages a second is misbehaving, and is cut off.
+		window, n := time.Now(), 0
 		for {
 			if _, _, err := conn.ReadMessage(); err != nil {
+				return
+			}
+			if n++; time.Since(window) > time.Second {
+				window, n = time.Now(), 1
+			}
+			if n > maxClientMessagesPerSecond {
+				conn.Close()
 				return
 			}
 		}
