@@ -80,7 +80,11 @@ func TestConnectionBudgetHoldsAcrossPools(t *testing.T) {
 }
 
 func query(c *poolcache.Cache, id, sql string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	return queryWithin(c, id, sql, 5*time.Second)
+}
+
+func queryWithin(c *poolcache.Cache, id, sql string, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	l, err := c.Lease(ctx, id)
 	if err != nil {
@@ -161,7 +165,10 @@ func TestServerCap(t *testing.T) {
 		targets[fmt.Sprint(i)] = poolcache.Target{DSN: dsn, Server: server}
 	}
 	app := "tgpc_test_" + randomHex(6)
-	c := newCache(t, poolcache.Config{MaxOpen: 10, MaxTotalConns: 20, DedicatedConns: 4, MaxServerConns: 3, AppName: app},
+	c := newCache(t, poolcache.Config{MaxOpen: 10, MaxTotalConns: 20, DedicatedConns: 4, MaxServerConns: 3, AppName: app,
+		// Twelve workers share three connections: a dial may wait long for a
+		// token on a loaded machine; the cap, not the wait, is under test.
+		ConnectTimeout: 15 * time.Second},
 		newSource(targets).lookup)
 	admin := adminConn(t)
 	var peakBusy, peakOther atomic.Int64
@@ -195,13 +202,15 @@ func TestServerCap(t *testing.T) {
 		}
 	}()
 	var failures atomic.Int64
+	var firstErr atomic.Value
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Go(func() {
 			for time.Now().Before(deadline) {
-				if err := query(c, fmt.Sprint(w%4), "select pg_sleep(0.03)"); err != nil {
+				if err := queryWithin(c, fmt.Sprint(w%4), "select pg_sleep(0.03)", 20*time.Second); err != nil {
 					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
 				}
 			}
 		})
@@ -209,7 +218,7 @@ func TestServerCap(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	<-sampled
-	require.Zero(t, failures.Load())
+	require.Zero(t, failures.Load(), "first error: %v", firstErr.Load())
 	require.LessOrEqual(t, peakBusy.Load(), int64(3), "the busy server's cap holds across its pools")
 	require.Greater(t, peakOther.Load(), int64(1), "the other server is not held to the busy one's cap")
 }
