@@ -1,12 +1,8 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -14,30 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy/outage"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
-
-// logBuffer collects log lines written from any goroutine.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(level string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), "level="+level)
-}
-
-func newLog() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, nil)), b
-}
 
 // TestFallbackWhenRedisRefuses points the primary at a port where nothing
 // listens: the network fault is real, not mocked.
@@ -49,14 +23,14 @@ func TestFallbackWhenRedisRefuses(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialerRetries: 1})
 	t.Cleanup(func() { client.Close() })
 	local, _ := newLocal(100)
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	l := WithFallback(NewRedis(client, prefix()), local, log)
 	spendBurst(t, l, "k")
 	d, err := l.Allow(ctx, "k", five)
 	requireRefused(t, d, err)
 	d, _ = local.Allow(ctx, "k", five)
 	require.False(t, d.Allowed, "the requests must have been counted in the fallback")
-	require.Equal(t, 1, logs.count("WARN"), "one warning per outage")
+	require.Equal(t, 1, logs.Count("WARN"), "one warning per outage")
 }
 
 // flaky is a Limiter whose failures the test switches on and off.
@@ -79,7 +53,7 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 	ctx := context.Background()
 	primary := &flaky{Limiter: NewLocal(100)}
 	fallback := NewLocal(100)
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	l := WithFallback(primary, fallback, log)
 	// Retry primary on every call, so recovery shows at once.
 	l.(*withFallback).outage = outage.New("test", log, 0)
@@ -97,9 +71,9 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 		}
 	}
 	outage()
-	require.Equal(t, [2]int{1, 1}, [2]int{logs.count("WARN"), logs.count("INFO")})
+	require.Equal(t, [2]int{1, 1}, [2]int{logs.Count("WARN"), logs.Count("INFO")})
 	outage()
-	require.Equal(t, [2]int{2, 2}, [2]int{logs.count("WARN"), logs.count("INFO")})
+	require.Equal(t, [2]int{2, 2}, [2]int{logs.Count("WARN"), logs.Count("INFO")})
 	d, _ := primary.Allow(ctx, "k", lim)
 	require.Less(t, d.Remaining, 94, "back from an outage, primary counts again")
 	d, _ = fallback.Allow(ctx, "k", lim)
@@ -112,21 +86,21 @@ func TestFallbackIgnoresCallerCancellation(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	local, _ := newLocal(100)
 	l := WithFallback(NewRedis(redisClient(t), prefix()), local, log)
 	d, err := l.Allow(ctx, "k", five)
 	requireAllowed(t, 4, d, err)
 	d, _ = local.Allow(context.Background(), "k", five)
 	require.Equal(t, 3, d.Remaining, "Redis must have refused the dead context")
-	require.Zero(t, logs.count("WARN"))
+	require.Zero(t, logs.Count("WARN"))
 }
 
 func TestFallbackRejectsBadLimit(t *testing.T) {
 	t.Parallel()
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	l := WithFallback(NewRedis(redisClient(t), prefix()), NewLocal(100), log)
 	_, err := l.Allow(context.Background(), "k", Limit{})
 	require.ErrorIs(t, err, errLimit)
-	require.Zero(t, logs.count("WARN"), "a bad limit is no outage")
+	require.Zero(t, logs.Count("WARN"), "a bad limit is no outage")
 }

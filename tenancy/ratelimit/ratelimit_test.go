@@ -2,8 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -29,34 +27,16 @@ type subject struct {
 	pass func(time.Duration)
 }
 
-// fakeClock is Local's clock in tests: time moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeClock) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
-
-func newLocal(maxKeys int) (*Local, *fakeClock) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+func newLocal(maxKeys int) (*Local, *tenancytest.Clock) {
+	clock := tenancytest.NewClock()
 	l := NewLocal(maxKeys)
-	l.now = clock.now
+	l.now = clock.Now
 	return l, clock
 }
 
 func localSubject(testing.TB) subject {
 	l, clock := newLocal(1000)
-	return subject{l: l, pass: clock.advance}
+	return subject{l: l, pass: clock.Advance}
 }
 
 // redisSubject limits in the real Redis under a fresh prefix. Redis's clock
@@ -64,22 +44,6 @@ func localSubject(testing.TB) subject {
 // full, so nothing is left behind.
 func redisSubject(t testing.TB) subject {
 	return subject{l: NewRedis(redisClient(t), prefix()), pass: time.Sleep}
-}
-
-func redisClient(t testing.TB) *redis.Client {
-	t.Helper()
-	opts, err := redis.ParseURL(tenancytest.RedisURL())
-	require.NoError(t, err)
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	require.NoError(t, c.Ping(context.Background()).Err(), "Redis must run for the tests")
-	return c
-}
-
-func prefix() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "tgtest:ratelimit:" + hex.EncodeToString(b) + ":"
 }
 
 // requireAllowed checks that d allowed a request under five and left
@@ -267,11 +231,11 @@ func TestLocalExactTimes(t *testing.T) {
 	require.Equal(t, Decision{Limit: 5, RetryAfter: 200 * time.Millisecond, ResetAfter: time.Second}, d)
 	// A microsecond early is still refused. (x/time/rate rounds waits down
 	// to the nanosecond, so one nanosecond early would be let in.)
-	clock.advance(200*time.Millisecond - time.Microsecond)
+	clock.Advance(200*time.Millisecond - time.Microsecond)
 	d, _ = l.Allow(ctx, "k", five)
 	require.False(t, d.Allowed)
 	require.InDelta(t, float64(time.Microsecond), float64(d.RetryAfter), 2)
-	clock.advance(time.Microsecond)
+	clock.Advance(time.Microsecond)
 	d, _ = l.Allow(ctx, "k", five)
 	require.True(t, d.Allowed)
 }
@@ -361,3 +325,7 @@ func benchmarkAllow(b *testing.B, l Limiter) {
 		i++
 	}
 }
+
+func redisClient(t testing.TB) *redis.Client { return tenancytest.RedisClient(t) }
+
+func prefix() string { return tenancytest.RedisPrefix("ratelimit") }

@@ -1,12 +1,8 @@
 package throttle
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,30 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy/outage"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
-
-// logBuffer collects log lines written from any goroutine.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) count(level string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.buf.String(), "level="+level)
-}
-
-func newLog() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
-	return slog.New(slog.NewTextHandler(b, nil)), b
-}
 
 // TestFallbackWhenRedisRefuses points the primary at a port where nothing
 // listens: the network fault is real, not mocked.
@@ -48,7 +22,7 @@ func TestFallbackWhenRedisRefuses(t *testing.T) {
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	local, _ := newLocal(100)
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	c := WithFallback(NewRedis(client, prefix()), local, log)
 	for want := int64(1); want <= 5; want++ {
 		n, resetIn, err := c.Hit(ctx, "k", time.Minute)
@@ -64,7 +38,7 @@ func TestFallbackWhenRedisRefuses(t *testing.T) {
 	require.NoError(t, c.Reset(ctx, "k"))
 	n, _, _ = local.Peek(ctx, "k")
 	require.Zero(t, n)
-	require.Equal(t, 1, logs.count("WARN"), "one warning per outage")
+	require.Equal(t, 1, logs.Count("WARN"), "one warning per outage")
 }
 
 // flaky is a Counter whose failures the test switches on and off.
@@ -103,7 +77,7 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 	ctx := context.Background()
 	primary := &flaky{Counter: NewLocal(100)}
 	fallback := NewLocal(100)
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	c := WithFallback(primary, fallback, log)
 	// Retry primary on every call, so recovery shows at once.
 	c.(*withFallback).outage = outage.New("test", log, 0)
@@ -120,9 +94,9 @@ func TestFallbackLogsOncePerOutage(t *testing.T) {
 		}
 	}
 	outage()
-	require.Equal(t, [2]int{1, 1}, [2]int{logs.count("WARN"), logs.count("INFO")})
+	require.Equal(t, [2]int{1, 1}, [2]int{logs.Count("WARN"), logs.Count("INFO")})
 	outage()
-	require.Equal(t, [2]int{2, 2}, [2]int{logs.count("WARN"), logs.count("INFO")})
+	require.Equal(t, [2]int{2, 2}, [2]int{logs.Count("WARN"), logs.Count("INFO")})
 	n, _, _ := primary.Peek(ctx, "k")
 	require.Equal(t, int64(6), n, "back from an outage, primary counts again")
 	n, _, _ = fallback.Peek(ctx, "k")
@@ -138,7 +112,7 @@ func TestFallbackIgnoresCallerCancellation(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	local := NewLocal(100)
 	c := WithFallback(NewRedis(redisClient(t), prefix()), local, log)
 	n, _, err := c.Hit(ctx, "k", time.Minute)
@@ -146,16 +120,16 @@ func TestFallbackIgnoresCallerCancellation(t *testing.T) {
 	require.Equal(t, int64(1), n)
 	n, _, _ = local.Peek(context.Background(), "k")
 	require.Equal(t, int64(1), n, "Redis must have refused the dead context")
-	require.Zero(t, logs.count("WARN"))
+	require.Zero(t, logs.Count("WARN"))
 }
 
 func TestFallbackRejectsBadWindow(t *testing.T) {
 	t.Parallel()
-	log, logs := newLog()
+	log, logs := tenancytest.NewLog()
 	c := WithFallback(NewRedis(redisClient(t), prefix()), NewLocal(100), log)
 	_, _, err := c.Hit(context.Background(), "k", 0)
 	require.ErrorIs(t, err, errWindow)
-	require.Zero(t, logs.count("WARN"), "a bad window is no outage")
+	require.Zero(t, logs.Count("WARN"), "a bad window is no outage")
 }
 
 // TestFallbackSkipsADownPrimary: during an outage calls do not wait on the
@@ -164,7 +138,7 @@ func TestFallbackSkipsADownPrimary(t *testing.T) {
 	t.Parallel()
 	primary := &flaky{Counter: NewLocal(100)}
 	primary.fail.Store(true)
-	log, _ := newLog()
+	log, _ := tenancytest.NewLog()
 	c := WithFallback(primary, NewLocal(100), log)
 	for range 5 {
 		_, _, err := c.Hit(context.Background(), "k", time.Minute)

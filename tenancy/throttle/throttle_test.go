@@ -2,8 +2,6 @@ package throttle
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sync"
 	"testing"
@@ -26,34 +24,16 @@ type subject struct {
 	pass   func(time.Duration)
 }
 
-// fakeClock is Local's clock in tests: time moves only when told.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (f *fakeClock) now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) advance(d time.Duration) {
-	f.mu.Lock()
-	f.t = f.t.Add(d)
-	f.mu.Unlock()
-}
-
-func newLocal(maxKeys int) (*Local, *fakeClock) {
-	clock := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+func newLocal(maxKeys int) (*Local, *tenancytest.Clock) {
+	clock := tenancytest.NewClock()
 	l := NewLocal(maxKeys)
-	l.now = clock.now
+	l.now = clock.Now
 	return l, clock
 }
 
 func localSubject(testing.TB) subject {
 	l, clock := newLocal(1000)
-	return subject{c: l, window: time.Minute, pass: clock.advance}
+	return subject{c: l, window: time.Minute, pass: clock.Advance}
 }
 
 // redisSubject counts in the real Redis under a fresh prefix. Windows are
@@ -61,22 +41,6 @@ func localSubject(testing.TB) subject {
 // window, so nothing is left behind.
 func redisSubject(t testing.TB) subject {
 	return subject{c: NewRedis(redisClient(t), prefix()), window: 300 * time.Millisecond, pass: time.Sleep}
-}
-
-func redisClient(t testing.TB) *redis.Client {
-	t.Helper()
-	opts, err := redis.ParseURL(tenancytest.RedisURL())
-	require.NoError(t, err)
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	require.NoError(t, c.Ping(context.Background()).Err(), "Redis must run for the tests")
-	return c
-}
-
-func prefix() string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "tgtest:throttle:" + hex.EncodeToString(b) + ":"
 }
 
 // requireWindow checks a Hit's or Peek's answer.
@@ -225,10 +189,10 @@ func TestLocalWindowEndsExactly(t *testing.T) {
 	_, resetIn, err := l.Hit(ctx, "k", time.Minute)
 	require.NoError(t, err)
 	require.Equal(t, time.Minute, resetIn)
-	clock.advance(time.Minute - time.Nanosecond)
+	clock.Advance(time.Minute - time.Nanosecond)
 	n, resetIn, _ := l.Peek(ctx, "k")
 	require.Equal(t, [2]any{int64(1), time.Nanosecond}, [2]any{n, resetIn})
-	clock.advance(time.Nanosecond)
+	clock.Advance(time.Nanosecond)
 	n, _, _ = l.Peek(ctx, "k")
 	require.Zero(t, n)
 }
@@ -256,7 +220,7 @@ func TestLocalPrunesExpiredWindows(t *testing.T) {
 	for i := range 50 {
 		l.Hit(ctx, fmt.Sprint("addr-", i), time.Minute)
 	}
-	clock.advance(time.Minute)
+	clock.Advance(time.Minute)
 	l.Hit(ctx, "new", time.Minute)
 	require.Equal(t, 1, tracked(l))
 }
@@ -322,3 +286,7 @@ func benchmarkHit(b *testing.B, c Counter) {
 		i++
 	}
 }
+
+func redisClient(t testing.TB) *redis.Client { return tenancytest.RedisClient(t) }
+
+func prefix() string { return tenancytest.RedisPrefix("throttle") }
