@@ -91,9 +91,16 @@ type OrganizationDetail struct {
 
 // Organizations lists every organization with its placement, by slug.
 func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error) {
+	return s.details(ctx, "")
+}
+
+// details lists organizations as operators see them: every one, or the
+// one with slug.
+func (s *Store) details(ctx context.Context, slug string) ([]OrganizationDetail, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch,
 		(SELECT count(*) FROM users u WHERE u.organization_id = o.id),
-		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END`+orgFrom+`ORDER BY o.slug`)
+		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END`+orgFrom+`
+		WHERE $1 = '' OR o.slug = $1 ORDER BY o.slug`, slug)
 	if err != nil {
 		return nil, interpret(err, "organizations")
 	}
@@ -107,16 +114,14 @@ func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error)
 
 // OrganizationDetailBySlug returns one organization as operators see it.
 func (s *Store) OrganizationDetailBySlug(ctx context.Context, slug string) (OrganizationDetail, error) {
-	all, err := s.Organizations(ctx)
+	found, err := s.details(ctx, slug)
 	if err != nil {
 		return OrganizationDetail{}, err
 	}
-	for _, o := range all {
-		if o.Slug == slug {
-			return o, nil
-		}
+	if len(found) == 0 {
+		return OrganizationDetail{}, tenancy.Errorf(tenancy.CodeNotFound, "organization %q not found", slug)
 	}
-	return OrganizationDetail{}, tenancy.Errorf(tenancy.CodeNotFound, "organization %q not found", slug)
+	return found[0], nil
 }
 
 // Placement returns where the organization's data lives.
