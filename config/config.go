@@ -71,6 +71,20 @@ type Config struct {
 	Events struct {
 		AllowedOrigins []string `mapstructure:"allowed_origins"`
 	} `mapstructure:"events"`
+	Metrics struct {
+		// TopTenants is how many of the busiest organizations get series
+		// of their own (tenantgate_tenant_requests_total); default 10, 0
+		// for none. Everything else is labelled by plan only.
+		TopTenants int `mapstructure:"top_tenants"`
+	} `mapstructure:"metrics"`
+	OTel struct {
+		// Endpoint is an OTLP/HTTP collector (host:port or URL); empty
+		// (default): no tracing.
+		Endpoint    string  `mapstructure:"endpoint"`
+		Insecure    bool    `mapstructure:"insecure"`     // plain HTTP to the collector; default false
+		ServiceName string  `mapstructure:"service_name"` // default tenantgate
+		SampleRatio float64 `mapstructure:"sample_ratio"` // of root spans; default 1
+	} `mapstructure:"otel"`
 	Plans map[string]PlanLimits `mapstructure:"plans"`
 }
 
@@ -110,6 +124,11 @@ var defaults = map[string]any{
 	"stripe.prices":                      map[string]string{},
 	"stripe.grace_period":                "72h",
 	"events.allowed_origins":             "",
+	"metrics.top_tenants":                10,
+	"otel.endpoint":                      "",
+	"otel.insecure":                      false,
+	"otel.service_name":                  "tenantgate",
+	"otel.sample_ratio":                  1.0,
 	"plans.free.max_agents":              5,
 	"plans.free.max_agent_minutes":       1000,
 	"plans.free.rps":                     10,
@@ -239,6 +258,12 @@ func (c Config) Validate() error {
 		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
 		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
 		positiveDuration("login.window", c.Login.Window))
+	if c.Metrics.TopTenants < 0 {
+		errs = append(errs, fmt.Errorf("metrics.top_tenants (%s): must be 0 or more (got %d)", envName("metrics.top_tenants"), c.Metrics.TopTenants))
+	}
+	if c.OTel.SampleRatio < 0 || c.OTel.SampleRatio > 1 {
+		errs = append(errs, fmt.Errorf("otel.sample_ratio (%s): must be between 0 and 1 (got %g)", envName("otel.sample_ratio"), c.OTel.SampleRatio))
+	}
 	for price, plan := range c.Stripe.Prices {
 		switch plan {
 		case "free", "starter", "pro", "enterprise":
