@@ -159,7 +159,7 @@ func TestBodyLimit(t *testing.T) {
 // "internal" with the request id, and the process goes on serving.
 func TestPanicIsA500InContractShape(t *testing.T) {
 	t.Parallel()
-	s := &server{Deps: Deps{Log: quiet, Metrics: NewMetrics(nil), RequestTimeout: time.Second}}
+	s := &server{Deps: Deps{Log: quiet, Metrics: NewMetrics(nil, 0), RequestTimeout: time.Second}}
 	app := newApp(quiet, "")
 	app.Use(s.observe, s.recover, s.deadline)
 	app.Get("/boom", func(c *fiber.Ctx) error { panic("kaboom: secret detail") })

@@ -64,15 +64,12 @@ func (s *server) observe(c *fiber.Ctx) error {
 	}
 	status := c.Response().StatusCode()
 	route := c.Route().Path
-	plan := ""
-	t, ok := tenancy.TenantFrom(c.UserContext())
-	if ok {
-		plan = string(t.Organization.Plan)
-	}
+	t, _ := tenancy.TenantFrom(c.UserContext())
+	plan, slug := string(t.Organization.Plan), t.Organization.Slug
 	elapsed := time.Since(start)
 	// The method is cloned: it is a view of fasthttp's reused buffer, and
 	// Prometheus keeps label values.
-	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, elapsed)
+	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, slug, elapsed)
 	// LogAttrs with typed attributes: the access log runs on every request
 	// and is the largest cost the gateway adds to one.
 	s.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("requestId", id),

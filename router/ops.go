@@ -83,6 +83,7 @@ func (o *ops) requireAdmin(c *fiber.Ctx) error {
 
 type poolView struct {
 	DatabaseID  string `json:"databaseId"`
+	Server      string `json:"server"`
 	Pinned      bool   `json:"pinned"`
 	Dropped     bool   `json:"dropped"`
 	Leases      int    `json:"leases"`
@@ -100,7 +101,8 @@ func (o *ops) handlePools(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{
 		"open": s.Open, "hits": s.Hits, "misses": s.Misses, "evictions": s.Evictions, "opens": s.Opens,
-		"inUse": s.InUse, "idle": s.Idle, "totalConns": s.TotalConns, "pools": pools,
+		"inUse": s.InUse, "idle": s.Idle, "totalConns": s.TotalConns, "waits": s.Waits, "breakersOpen": s.BreakersOpen,
+		"pools": pools,
 	})
 }
 
@@ -141,36 +143,6 @@ func (o *ops) handleDatabases(c *fiber.Ctx) error {
 		out = append(out, databaseView{d.ID, d.Name, d.Kind, d.State, d.Dirty, d.SchemaVersion, d.Tenants})
 	}
 	return c.JSON(fiber.Map{"data": out})
-}
-
-// PoolCollector exports the pool cache's statistics as Prometheus metrics.
-type PoolCollector struct {
-	Pools *poolcache.Cache
-}
-
-var (
-	poolOpenDesc   = prometheus.NewDesc("tenantgate_pools_open", "Pools held open by the pool cache.", nil, nil)
-	poolCountsDesc = prometheus.NewDesc("tenantgate_pool_cache_total", "Pool cache events.", []string{"event"}, nil)
-	poolConnsDesc  = prometheus.NewDesc("tenantgate_pool_connections", "Connections over all pools by state.", []string{"state"}, nil)
-)
-
-// Describe implements prometheus.Collector.
-func (p PoolCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- poolOpenDesc
-	ch <- poolCountsDesc
-	ch <- poolConnsDesc
-}
-
-// Collect implements prometheus.Collector.
-func (p PoolCollector) Collect(ch chan<- prometheus.Metric) {
-	s := p.Pools.Stats()
-	ch <- prometheus.MustNewConstMetric(poolOpenDesc, prometheus.GaugeValue, float64(s.Open))
-	for ev, n := range map[string]int64{"hit": s.Hits, "miss": s.Misses, "eviction": s.Evictions, "open": s.Opens} {
-		ch <- prometheus.MustNewConstMetric(poolCountsDesc, prometheus.CounterValue, float64(n), ev)
-	}
-	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.InUse), "in_use")
-	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.Idle), "idle")
-	ch <- prometheus.MustNewConstMetric(poolConnsDesc, prometheus.GaugeValue, float64(s.TotalConns), "total")
 }
 
 func (o *ops) handleJob(c *fiber.Ctx) error {

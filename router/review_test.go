@@ -46,7 +46,7 @@ func TestOddInputsNever5xx(t *testing.T) {
 func TestMetricLabelsSurviveKeepAlive(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	b := setup(t, setupOptions{metrics: NewMetrics(reg)})
+	b := setup(t, setupOptions{metrics: NewMetrics(reg, 10)})
 	o := b.org(t, "labels", tenancy.PlanFree)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

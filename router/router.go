@@ -96,7 +96,7 @@ func New(d Deps) *fiber.App {
 		d.RequestTimeout = 10 * time.Second
 	}
 	if d.Metrics == nil {
-		d.Metrics = NewMetrics(nil)
+		d.Metrics = NewMetrics(nil, 0)
 	}
 	if d.Login.Window == 0 {
 		d.Login = LoginPolicy{MaxFailures: 5, MaxFailuresPerIP: 30, Window: 15 * time.Minute}

@@ -121,14 +121,14 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		router.PoolCollector{Pools: g.pools})
+		router.PoolCollector{Pools: g.pools}, router.PlacementCollector{Placements: c.Placements})
 	g.public = router.New(router.Deps{
 		Catalog: g.store, Tenants: c.Placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
 		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
 		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins, Billing: billing(cfg),
-		Log: log, Metrics: router.NewMetrics(reg), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
+		Log: log, Metrics: router.NewMetrics(reg, cfg.Metrics.TopTenants), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader:    cfg.ProxyHeader,
 		PasswordParams: identity.DefaultPasswordParams,
 	})

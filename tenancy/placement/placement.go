@@ -35,7 +35,7 @@ type Cache struct {
 	flight singleflight.Group
 	now    func() time.Time
 
-	hits, misses atomic.Int64
+	hits, misses, invalidations atomic.Int64
 	// generation grows with every invalidation. A lookup that was already
 	// reading the catalog when one arrived may hold the old placement: it
 	// answers its callers but does not cache what it read.
@@ -89,6 +89,7 @@ func (c *Cache) Invalidate(orgID string) {
 	c.fillMu.Lock()
 	defer c.fillMu.Unlock()
 	c.generation.Add(1)
+	c.invalidations.Add(1)
 	if orgID == "" {
 		c.lru.Purge()
 		return
@@ -102,9 +103,12 @@ func (c *Cache) Invalidate(orgID string) {
 type Stats struct {
 	Entries      int   `json:"entries"`
 	Hits, Misses int64 `json:"-"`
+	// Invalidations counts Invalidate calls: broadcasts, the change feed
+	// and local changes.
+	Invalidations int64 `json:"-"`
 }
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() Stats {
-	return Stats{Entries: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load()}
+	return Stats{Entries: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load(), Invalidations: c.invalidations.Load()}
 }

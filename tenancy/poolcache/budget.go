@@ -38,6 +38,7 @@ type budget struct {
 	size    int
 	used    int
 	waiters list.List // of chan struct{}, closed when granted a token
+	waits   int64     // takes that had to queue, for statistics
 }
 
 func newBudget(size int) *budget { return &budget{size: size} }
@@ -52,6 +53,7 @@ func (b *budget) take(ctx context.Context, reclaim func()) error {
 	}
 	granted := make(chan struct{})
 	place := b.waiters.PushBack(granted)
+	b.waits++
 	b.mu.Unlock()
 
 	tick := time.NewTicker(reclaimEvery)
@@ -99,10 +101,11 @@ func (b *budget) give() {
 	b.used--
 }
 
-func (b *budget) inUse() int {
+// state returns the tokens in use and how many takes have queued so far.
+func (b *budget) state() (used int, waits int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.used
+	return b.used, b.waits
 }
 
 // connectKey marks the context of a connection attempt. pgconn dials with

@@ -46,8 +46,10 @@ type entry struct {
 	pinned bool
 	pool   *pgxpool.Pool
 
-	// server is the budget of the database's server, nil when uncapped.
-	server *budget
+	// server is the budget of the database's server, nil when uncapped;
+	// serverName names that server (Target.Server) in statistics.
+	server     *budget
+	serverName string
 
 	leases  int
 	dropped bool // no longer cached: close at the last release

@@ -25,7 +25,7 @@ func (c *Cache) newEntry(id string, t Target) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("poolcache: database %q: %w", id, err)
 	}
-	e := &entry{id: id, pinned: t.Pinned, server: c.serverBudget(t.Server)}
+	e := &entry{id: id, pinned: t.Pinned, server: c.serverBudget(t.Server), serverName: t.Server}
 	cfg.MaxConns = c.cfg.DedicatedConns
 	if t.Pinned {
 		cfg.MaxConns = c.cfg.SharedConns

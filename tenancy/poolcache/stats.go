@@ -17,12 +17,17 @@ type Stats struct {
 	// TotalConns is the part of the connection budget in use: every
 	// connection open or being opened.
 	TotalConns int
-	Pools      []PoolStats // every pool not yet closing, dropped ones included
+	// Waits counts connection dials that queued for the budget (the
+	// gateway's or a server's) since the cache started.
+	Waits        int64
+	BreakersOpen int         // databases whose breaker is open
+	Pools        []PoolStats // every pool not yet closing, dropped ones included
 }
 
 // PoolStats describes one pool.
 type PoolStats struct {
 	DatabaseID  string
+	Server      string // Target.Server: the PostgreSQL server holding the database
 	Pinned      bool
 	Dropped     bool // evicted or invalidated, closes at its last release
 	Leases      int
@@ -43,12 +48,22 @@ func (c *Cache) Stats() Stats {
 		Evictions: c.counters.evictions,
 		Opens:     c.counters.opens,
 	}
+	servers := make([]*budget, 0, len(c.servers))
+	for _, b := range c.servers {
+		servers = append(servers, b)
+	}
+	for _, b := range c.breakers {
+		if b.failures >= c.cfg.BreakerThreshold {
+			s.BreakersOpen++
+		}
+	}
 	entries := make([]*entry, 0, len(c.live))
 	for e := range c.live {
 		entries = append(entries, e)
 		b := c.breakers[e.id]
 		s.Pools = append(s.Pools, PoolStats{
 			DatabaseID:  e.id,
+			Server:      e.serverName,
 			Pinned:      e.pinned,
 			Dropped:     e.dropped,
 			Leases:      e.leases,
@@ -63,7 +78,11 @@ func (c *Cache) Stats() Stats {
 		s.InUse += p.InUse
 		s.Idle += p.Idle
 	}
-	s.TotalConns = c.budget.inUse()
+	s.TotalConns, s.Waits = c.budget.state()
+	for _, b := range servers {
+		_, waits := b.state()
+		s.Waits += waits
+	}
 	slices.SortFunc(s.Pools, func(a, b PoolStats) int { return strings.Compare(a.DatabaseID, b.DatabaseID) })
 	return s
 }
