@@ -33,7 +33,11 @@ func (c *cli) serversAddCmd() *cobra.Command {
 		if _, err := schema.DatabaseName(*dsn); err != nil {
 			return tenancy.Errorf(tenancy.CodeInvalid, "--dsn: must be a postgres:// URL naming a database (e.g. /postgres)")
 		}
-		if err := pingServer(cmd.Context(), *dsn); err != nil {
+		cfg, err := c.config()
+		if err != nil {
+			return err
+		}
+		if err := prepareServer(cmd.Context(), *dsn, cfg.AppRole, cfg.AppRolePassword); err != nil {
 			return err
 		}
 		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
@@ -48,13 +52,19 @@ func (c *cli) serversAddCmd() *cobra.Command {
 	return cmd
 }
 
-// pingServer checks a server answers before it is trusted with tenants.
-func pingServer(ctx context.Context, dsn string) error {
+// prepareServer checks a server answers before it is trusted with tenants,
+// and creates the application role there: roles belong to a server, and
+// its dedicated databases are granted to, and queried as, that role.
+func prepareServer(ctx context.Context, dsn, appRole, appRolePassword string) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("server %s is not reachable: %w", schema.Redact(dsn), err)
 	}
-	return conn.Close(ctx)
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := schema.EnsureAppRole(ctx, conn, appRole, appRolePassword); err != nil {
+		return fmt.Errorf("server %s: %w", schema.Redact(dsn), err)
+	}
+	return nil
 }
 
 func (c *cli) serversListCmd() *cobra.Command {
