@@ -71,6 +71,12 @@ type Config struct {
 	Events struct {
 		AllowedOrigins []string `mapstructure:"allowed_origins"`
 	} `mapstructure:"events"`
+	Provisioner struct {
+		// AdminAddr is the provisioner's ops listener (/healthz, /readyz,
+		// /metrics); default 127.0.0.1:9091, beside a gateway's 9090.
+		// Empty: none.
+		AdminAddr string `mapstructure:"admin_addr"`
+	} `mapstructure:"provisioner"`
 	Metrics struct {
 		// TopTenants is how many of the busiest organizations get series
 		// of their own (tenantgate_tenant_requests_total); default 10, 0
@@ -124,6 +130,7 @@ var defaults = map[string]any{
 	"stripe.prices":                      map[string]string{},
 	"stripe.grace_period":                "72h",
 	"events.allowed_origins":             "",
+	"provisioner.admin_addr":             "127.0.0.1:9091",
 	"metrics.top_tenants":                10,
 	"otel.endpoint":                      "",
 	"otel.insecure":                      false,

@@ -29,6 +29,8 @@ type Worker struct {
 	// Lease is how long a claim lasts without renewal; Poll how long an
 	// idle worker waits before looking again.
 	Lease, Poll time.Duration
+	// Metrics counts and times job runs; nil counts nothing.
+	Metrics *Metrics
 }
 
 // NewWorker returns a worker running handlers by job kind.
@@ -65,13 +67,15 @@ func (w *Worker) run(ctx context.Context, job catalog.Job) {
 	}
 	log := w.log.With("job", job.ID, "kind", job.Kind, "attempt", job.Attempts)
 	log.Info("job started")
+	start := time.Now()
 	jobCtx, hb := w.heartbeat(ctx, job)
 	err := handler(jobCtx, job, hb.step)
 	hb.stop()
 	if ctx.Err() != nil {
 		return // shutting down: leave the job to its lease
 	}
-	w.finish(ctx, job, hb.last(), err)
+	retry := w.finish(ctx, job, hb.last(), err)
+	w.Metrics.jobEnded(job.Kind, err, retry, time.Since(start))
 	if err != nil {
 		log.Warn("job failed", "err", err)
 	} else {
@@ -80,8 +84,9 @@ func (w *Worker) run(ctx context.Context, job catalog.Job) {
 }
 
 // finish records the outcome; a failure is retried with exponential
-// backoff until the job's attempts are spent.
-func (w *Worker) finish(ctx context.Context, job catalog.Job, step string, err error) {
+// backoff until the job's attempts are spent. It says whether the job will
+// be retried.
+func (w *Worker) finish(ctx context.Context, job catalog.Job, step string, err error) bool {
 	var retry time.Duration
 	if err != nil && job.Attempts < job.MaxAttempts && !permanent(err) {
 		retry = time.Second << min(job.Attempts-1, 6)
@@ -89,6 +94,7 @@ func (w *Worker) finish(ctx context.Context, job catalog.Job, step string, err e
 	if ferr := w.store.FinishJob(ctx, job.ID, w.id, step, err, retry); ferr != nil {
 		w.log.Error("recording a job's end failed", "job", job.ID, "err", ferr)
 	}
+	return retry > 0
 }
 
 // permanent errors are the caller's (a bad request, a missing object):

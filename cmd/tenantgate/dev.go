@@ -77,7 +77,7 @@ func (c *cli) devCmd() *cobra.Command {
 			if cfg.RedisURL == "" {
 				shared = g.bus // one process, one in-process bus
 			}
-			svc, err := newProvisionerService(ctx, cfg, log, shared)
+			svc, err := newProvisionerService(ctx, cfg, log, shared, g.reg)
 			if err != nil {
 				g.close()
 				return err

@@ -23,6 +23,8 @@ func env(t *testing.T) *tenancytest.Env {
 	t.Setenv("TENANTGATE_DEDICATED_DATABASE_PREFIX", e.DedicatedPrefix)
 	t.Setenv("TENANTGATE_APP_ROLE", e.AppRole)
 	t.Setenv("TENANTGATE_LOG_LEVEL", "warn")
+	// Several provisioners may run in one test: each takes a free port.
+	t.Setenv("TENANTGATE_PROVISIONER_ADMIN_ADDR", "127.0.0.1:0")
 	return e
 }
 

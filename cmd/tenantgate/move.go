@@ -14,7 +14,7 @@ import (
 
 // moveHandlers runs move jobs: the tier move, then the plan change that
 // asked for it, if any.
-func moveHandlers(p *provisioner.Provisioner, store *catalog.Store, log *slog.Logger) map[string]provisioner.Handler {
+func moveHandlers(p *provisioner.Provisioner, store *catalog.Store, log *slog.Logger, metrics *provisioner.Metrics) map[string]provisioner.Handler {
 	deps := move.Deps{
 		Catalog: store,
 		Publish: p.Publish,
@@ -48,7 +48,12 @@ func moveHandlers(p *provisioner.Provisioner, store *catalog.Store, log *slog.Lo
 				return nil // the organization is gone
 			}
 			orgID := *job.OrganizationID
-			if err := move.Move(ctx, deps, orgID, pl.To, step); err != nil {
+			// Writes are refused from the mark until the target is
+			// unfenced, early in the cleanup.
+			timed, done := metrics.MoveTimer(pl.To, move.StepMark, move.StepCleanup, step)
+			err := move.Move(ctx, deps, orgID, pl.To, timed)
+			done(err)
+			if err != nil {
 				return err
 			}
 			if pl.Plan == "" {

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/tenantgate/tenantgate/config"
 	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/router"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -22,7 +24,7 @@ import (
 )
 
 func (c *cli) provisionerCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "provisioner",
 		Short: "Run the provisioner service: provisioning, move and delete jobs, and due schedules",
 		Args:  cobra.NoArgs,
@@ -32,17 +34,35 @@ func (c *cli) provisionerCmd() *cobra.Command {
 				return err
 			}
 			log := c.logger(cfg)
-			svc, err := newProvisionerService(cmd.Context(), cfg, log, nil)
+			reg := newRegistry()
+			svc, err := newProvisionerService(cmd.Context(), cfg, log, nil, reg)
 			if err != nil {
 				return err
 			}
 			defer svc.close()
-			log.Info("provisioner running")
-			svc.run(cmd.Context())
-			log.Info("provisioner stopped")
-			return nil
+			// The ops listener gives probes and Prometheus the same
+			// endpoints as a gateway's: /healthz, /readyz, /metrics.
+			opsErr := make(chan error, 1)
+			if addr := cfg.Provisioner.AdminAddr; addr != "" {
+				ops := router.NewOps(router.OpsDeps{Catalog: svc.store, Pools: svc.pools, Degradable: redisCheck(svc.redis),
+					AdminToken: cfg.AdminToken, Gatherer: reg, Log: log})
+				go func() { opsErr <- ops.Listen(addr) }()
+				defer func() { _ = ops.ShutdownWithTimeout(5 * time.Second) }()
+			}
+			log.Info("provisioner running", "admin", cfg.Provisioner.AdminAddr)
+			stop := runInBackground(svc.run)
+			defer stop()
+			select {
+			case <-cmd.Context().Done():
+			case err = <-opsErr:
+				err = fmt.Errorf("ops listener: %w", err)
+			}
+			log.Info("provisioner stopping")
+			return err
 		},
 	}
+	c.flag(cmd.Flags(), "provisioner.admin_addr", "ops listen address (/healthz, /readyz, /metrics); empty for none")
+	return cmd
 }
 
 // provisionerService is a job worker and a schedule firer with everything
@@ -50,6 +70,9 @@ func (c *cli) provisionerCmd() *cobra.Command {
 type provisionerService struct {
 	worker    *provisioner.Worker
 	scheduler *provisioner.Scheduler
+	store     *catalog.Store
+	pools     *poolcache.Cache
+	redis     *redis.Client // nil without Redis or with a shared bus
 	close     func()
 }
 
@@ -60,10 +83,11 @@ func (s *provisionerService) run(ctx context.Context) {
 	stop()
 }
 
-// newProvisionerService builds the service; shared, when not nil, is the
-// bus of a gateway in the same process (dev without Redis), so that the
-// gateway hears the service's changes and events.
-func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger, shared broadcast.Bus) (*provisionerService, error) {
+// newProvisionerService builds the service, registering its metrics with
+// reg; shared, when not nil, is the bus of a gateway in the same process
+// (dev without Redis), so that the gateway hears the service's changes and
+// events.
+func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Logger, shared broadcast.Bus, reg prometheus.Registerer) (*provisionerService, error) {
 	pool, store, err := openCatalog(ctx, cfg)
 	if err != nil {
 		return nil, err
@@ -81,8 +105,9 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	p.Publish = func(ctx context.Context, orgID string) error {
 		return feed.Publish(ctx, tenancy.ChangeOrganization, orgID, time.Time{})
 	}
+	metrics := provisioner.NewMetrics(reg)
 	handlers := p.Handlers()
-	for kind, h := range moveHandlers(p, store, log) {
+	for kind, h := range moveHandlers(p, store, log, metrics) {
 		handlers[kind] = h
 	}
 	// Schedules fire through the tenant scope, as the application role.
@@ -94,11 +119,18 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	scheduler := provisioner.NewScheduler(store, schedules, log)
 	hub := events.NewHub(bus, log)
 	scheduler.Created = func(ctx context.Context, t tenancy.Tenant, task tenantdb.Task) {
+		metrics.ScheduleFired()
 		hub.Publish(ctx, events.Event{Type: "task.created", OrganizationID: t.Organization.ID, Data: task})
 	}
+	reg.MustRegister(provisioner.CatalogCollector{Store: store, Log: log})
+	worker := provisioner.NewWorker(store, log, handlers)
+	worker.Metrics = metrics
 	return &provisionerService{
-		worker:    provisioner.NewWorker(store, log, handlers),
+		worker:    worker,
 		scheduler: scheduler,
+		store:     store,
+		pools:     pools,
+		redis:     client,
 		close: func() {
 			pools.Close()
 			if ownBus {

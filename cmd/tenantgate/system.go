@@ -67,6 +67,8 @@ type gateway struct {
 	redis       *redis.Client
 	feed        *changes.Feed
 	public, ops *fiber.App
+	// reg holds the gateway's metrics; dev adds the provisioner's.
+	reg *prometheus.Registry
 	// stop ends the gateway's background work: following the change feed
 	// and recording API key use.
 	stop []func()
@@ -119,9 +121,9 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	touches := g.store.NewKeyTouches(log)
 	g.stop = append(g.stop, runInBackground(func(ctx context.Context) { touches.Run(ctx, 5*time.Second) }))
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		router.PoolCollector{Pools: g.pools}, router.PlacementCollector{Placements: c.Placements})
+	reg := newRegistry()
+	g.reg = reg
+	reg.MustRegister(router.PoolCollector{Pools: g.pools}, router.PlacementCollector{Placements: c.Placements})
 	g.public = router.New(router.Deps{
 		Catalog: g.store, Tenants: c.Placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
 		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
@@ -136,6 +138,14 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Catalog: g.store, Pools: g.pools, Degradable: g.degradable(), AdminToken: cfg.AdminToken, Gatherer: reg, Log: log,
 	})
 	return nil
+}
+
+// newRegistry is a metrics registry with the Go runtime's and the
+// process's series.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
 
 // loadRevocations makes a starting replica refuse every logged-out token
@@ -187,11 +197,15 @@ func (g *gateway) rateLimiter(prefix string, log *slog.Logger) ratelimit.Limiter
 	return ratelimit.WithFallback(ratelimit.NewBatched(ratelimit.NewRedis(g.redis, prefix), 100_000), local, log)
 }
 
-func (g *gateway) degradable() map[string]func(context.Context) error {
-	if g.redis == nil {
+func (g *gateway) degradable() map[string]func(context.Context) error { return redisCheck(g.redis) }
+
+// redisCheck names Redis as a dependency whose loss degrades, when there
+// is one.
+func redisCheck(client *redis.Client) map[string]func(context.Context) error {
+	if client == nil {
 		return nil
 	}
-	return map[string]func(context.Context) error{"redis": func(ctx context.Context) error { return g.redis.Ping(ctx).Err() }}
+	return map[string]func(context.Context) error{"redis": func(ctx context.Context) error { return client.Ping(ctx).Err() }}
 }
 
 // openBus connects to Redis when redis_url is set, with short timeouts so
