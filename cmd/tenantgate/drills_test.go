@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
@@ -56,7 +57,7 @@ func TestDrillDedicatedServerDown(t *testing.T) {
 	require.Equal(t, 201, do(base, "POST", "/api/agents", solo, `{"name":"before"}`).status)
 	require.Equal(t, 200, do(base, "GET", "/api/agents", solo, "").status, "the dedicated pool is open and warm")
 
-	shared := driveTraffic(base, crowd, 10*time.Millisecond)
+	shared := driveTraffic(t, base, crowd, 10*time.Millisecond)
 	pg.Stop()
 	stopped := time.Now()
 	// The very first answer after the stop is the 503: no 500, no hang.
@@ -184,11 +185,12 @@ type traffic struct {
 	failures []string // the first few
 }
 
-// driveTraffic sends GET /api/agents as token every interval until stop,
-// recording every answer that is not a 2xx.
-func driveTraffic(base, token string, interval time.Duration) *traffic {
+// driveTraffic sends GET /api/agents as token every interval until stop
+// (or the test's end), recording every answer that is not a 2xx.
+func driveTraffic(t *testing.T, base, token string, interval time.Duration) *traffic {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr := &traffic{cancel: cancel, done: make(chan struct{})}
+	t.Cleanup(func() { tr.stop() })
 	go func() {
 		defer close(tr.done)
 		tick := time.NewTicker(interval)
@@ -214,6 +216,18 @@ func driveTraffic(base, token string, interval time.Duration) *traffic {
 	return tr
 }
 
+// waitSent waits until the traffic has sent n more requests than when it
+// was called, so that it spans whatever happens meanwhile.
+func (tr *traffic) waitSent(t *testing.T, n int, timeout time.Duration) {
+	t.Helper()
+	want := tr.n.Load() + int64(n)
+	deadline := time.Now().Add(timeout)
+	for tr.n.Load() < want {
+		require.True(t, time.Now().Before(deadline), "the traffic did not send %d requests within %v", n, timeout)
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // stop ends the traffic and returns how many requests it sent, how many
 // of them did not get a 2xx, and the first few of those answers.
 func (tr *traffic) stop() (sent, failed int, examples []string) {
@@ -222,4 +236,90 @@ func (tr *traffic) stop() (sent, failed int, examples []string) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	return int(tr.n.Load()), tr.failed, tr.failures
+}
+
+// TestDrillCatalogDown: the catalog's server first hangs, then stops.
+// Tenants the gateway has already cached keep being served, reads and
+// writes; logins fail with 503 tenant_unavailable within the request
+// timeout, and the ops listener reports the catalog as failing. Once the
+// catalog is back, logins work again.
+func TestDrillCatalogDown(t *testing.T) {
+	e := env(t)
+	pg := tenancytest.NewCluster(t)
+	// The catalog on a server of its own, so it can be stopped; tenant data
+	// stays on the machine's server.
+	t.Setenv("TENANTGATE_DATABASE_URL", pg.DatabaseURL(e.Prefix+"catalog"))
+	t.Setenv("TENANTGATE_JWT_SECRET", "drill-secret-drill-secret-drill-secret")
+	const requestTimeout = 3 * time.Second
+	t.Setenv("TENANTGATE_REQUEST_TIMEOUT", requestTimeout.String())
+	ensureAppRole(t, e.ServerURL, e.AppRole)
+	mustTG(t, "init")
+	mustTG(t, "tenants", "create", "--slug", "steady", "--name", "Steady", "--plan", "pro",
+		"--owner-email", "o@steady.test", "--owner-password", "steady-password")
+	base, ops := serveHTTP(t)
+	token := login(t, base, "o@steady.test", "steady-password")
+	require.Equal(t, 201, do(base, "POST", "/api/agents", token, `{"name":"cached"}`).status)
+	require.Equal(t, 200, do(base, "GET", "/api/agents", token, "").status, "the tenant is cached")
+	const credentials = `{"email":"o@steady.test","password":"steady-password"}`
+	traffic := driveTraffic(t, base, token, 10*time.Millisecond)
+
+	// The catalog hangs: a login waits for it no longer than the request.
+	pg.Freeze()
+	t.Cleanup(pg.Thaw) // before the gateway's shutdown, should the drill fail here
+	r := do(base, "POST", "/api/auth/login", "", credentials)
+	t.Logf("login with the catalog hanging: %d %s in %v", r.status, r.code, r.took)
+	require.Equal(t, 503, r.status, "login with a hanging catalog: %v", r)
+	require.Equal(t, "tenant_unavailable", r.code)
+	require.NotEmpty(t, r.retryAfter)
+	require.Less(t, r.took, requestTimeout+time.Second, "no hang beyond the request timeout")
+	r = do(base, "POST", "/api/agents", token, `{"name":"written-while-catalog-hangs"}`)
+	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
+	pg.Thaw()
+
+	// The catalog is down: logins are refused at once.
+	pg.Stop()
+	r = do(base, "POST", "/api/agents", token, `{"name":"written-while-catalog-down"}`)
+	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
+	for range 3 {
+		r := do(base, "POST", "/api/auth/login", "", credentials)
+		require.Equal(t, 503, r.status, "login without a catalog: %v", r)
+		require.Equal(t, "tenant_unavailable", r.code)
+		require.NotEmpty(t, r.retryAfter)
+		require.Less(t, r.took, time.Second, "a refused catalog connection is answered at once")
+	}
+	ready := do(ops, "GET", "/readyz", "", "")
+	require.Equal(t, 503, ready.status, ready.body)
+	require.Contains(t, ready.body, `"failing":["catalog"]`)
+	traffic.waitSent(t, 100, 10*time.Second)
+	sent, failed, examples := traffic.stop()
+	t.Logf("cached tenant through the catalog's outage: %d requests, %d not 2xx", sent, failed)
+	require.Zero(t, failed, "the cached tenant is served; first failures: %v", examples)
+
+	pg.Start()
+	restarted := time.Now()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r := do(base, "POST", "/api/auth/login", "", credentials)
+		if r.status == 200 {
+			break
+		}
+		require.Equal(t, 503, r.status, "until the catalog answers, logins get 503: %v", r)
+		require.True(t, time.Now().Before(deadline), "logins did not recover within 20 s: %v", r)
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("catalog restart → first login: %v", time.Since(restarted))
+	require.Equal(t, 200, do(ops, "GET", "/readyz", "", "").status)
+	r = do(base, "GET", "/api/agents", token, "")
+	require.Equal(t, 200, r.status)
+	require.Contains(t, r.body, "written-while-catalog-hangs")
+	require.Contains(t, r.body, "written-while-catalog-down")
+}
+
+// ensureAppRole creates the application role on a server: init creates it
+// only on the catalog's server.
+func ensureAppRole(t *testing.T, serverURL, role string) {
+	conn := tenancytest.Connect(t, serverURL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, schema.EnsureAppRole(ctx, conn, role, ""))
 }

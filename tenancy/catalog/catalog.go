@@ -8,7 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -45,6 +48,12 @@ func interpret(err error, what string) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tenancy.Wrap(err, tenancy.CodeNotFound, what+" not found")
 	}
+	if unreachable(err) {
+		// A 503 the client may retry, not a 500: logins and uncached
+		// tenants wait for the catalog, the cached ones are served.
+		return &tenancy.Error{Code: tenancy.CodeTenantUnavailable, Message: "the service cannot reach its catalog; retry shortly",
+			RetryAfter: 2 * time.Second, Err: fmt.Errorf("catalog: %s: %w", what, err)}
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -56,6 +65,22 @@ func interpret(err error, what string) error {
 		}
 	}
 	return fmt.Errorf("catalog: %s: %w", what, err)
+}
+
+// unreachable reports an error saying the catalog cannot be reached or
+// cannot serve now (refused or failed connection, a server shutting down,
+// no answer in time), as opposed to a statement that failed.
+func unreachable(err error) bool {
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &connectErr) || pgconn.SafeToRetry(err) || pgconn.Timeout(err) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
+	}
+	var netErr net.Error // context.DeadlineExceeded is one too
+	return errors.As(err, &netErr)
 }
 
 // NormalizeEmail is how emails are compared and stored.

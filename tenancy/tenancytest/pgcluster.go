@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	running bool
+	frozen  []int // the processes Freeze stopped
 }
 
 // NewCluster creates and starts a private cluster for t. A missing
@@ -100,6 +102,7 @@ func (c *Cluster) Stop() {
 	if !c.running {
 		return
 	}
+	c.thawLocked()
 	if out, err := c.pg("pg_ctl", "-D", c.data(), "-m", "fast", "-w", "-t", "60", "stop"); err != nil {
 		c.t.Fatalf("tenancytest: stop private cluster: %v\n%s", err, out)
 	}
@@ -125,6 +128,70 @@ func (c *Cluster) Restart() {
 	c.t.Helper()
 	c.Stop()
 	c.Start()
+}
+
+// Freeze suspends the server and all its processes (SIGSTOP): it still
+// accepts TCP connections, into the kernel's backlog, but answers nothing,
+// like a server that hangs or a network that drops packets. Thaw resumes it.
+func (c *Cluster) Freeze() {
+	c.t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.running || c.frozen != nil {
+		return
+	}
+	pids, err := c.processes()
+	if err != nil {
+		c.t.Fatalf("tenancytest: freeze private cluster: %v", err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err == nil {
+			c.frozen = append(c.frozen, pid)
+		}
+	}
+}
+
+// Thaw resumes a server Freeze suspended.
+func (c *Cluster) Thaw() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.thawLocked()
+}
+
+func (c *Cluster) thawLocked() {
+	for _, pid := range c.frozen {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+	c.frozen = nil
+}
+
+// processes are the postmaster's id (postmaster.pid) and its children's.
+func (c *Cluster) processes() ([]int, error) {
+	raw, err := os.ReadFile(filepath.Join(c.data(), "postmaster.pid"))
+	if err != nil {
+		return nil, err
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	postmaster, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return nil, fmt.Errorf("postmaster.pid: %w", err)
+	}
+	pids := []int{postmaster}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, path := range stats {
+		stat, err := os.ReadFile(path)
+		if err != nil {
+			continue // it ended meanwhile
+		}
+		// pid (comm) state ppid …: comm may hold spaces, so split after ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		fields := strings.Fields(string(stat[i+1:]))
+		if len(fields) > 1 && fields[1] == strconv.Itoa(postmaster) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // start runs the server; the caller holds c.mu or owns c alone.
@@ -160,6 +227,7 @@ func (c *Cluster) ping() error {
 func (c *Cluster) destroy() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.thawLocked()
 	if c.running {
 		if out, err := c.pg("pg_ctl", "-D", c.data(), "-m", "immediate", "-w", "-t", "60", "stop"); err != nil {
 			c.t.Errorf("tenancytest: stop private cluster: %v\n%s", err, out)
