@@ -92,7 +92,8 @@ func (s *server) recover(c *fiber.Ctx) (err error) {
 
 // deadline bounds the request's work: everything below uses c.UserContext().
 func (s *server) deadline(c *fiber.Ctx) error {
-	ctx, cancel := context.WithTimeout(context.Background(), s.RequestTimeout)
+	// From the user context, which carries the request's span.
+	ctx, cancel := context.WithTimeout(c.UserContext(), s.RequestTimeout)
 	defer cancel()
 	c.SetUserContext(ctx)
 	return c.Next()
@@ -224,6 +225,7 @@ func (s *server) resolveTenant(c *fiber.Ctx) error {
 		return tenancy.Errorf(tenancy.CodeSuspended, "the organization is suspended")
 	}
 	c.SetUserContext(tenancy.WithTenant(ctx, t))
+	traceTenant(c, t)
 	return c.Next()
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -78,6 +79,8 @@ type Deps struct {
 	KeyUsed func(keyID string)
 	Log     *slog.Logger
 	Metrics *Metrics
+	// Tracer, when set, traces each request (OpenTelemetry).
+	Tracer trace.TracerProvider
 	// RequestTimeout bounds each request's work; default 10s.
 	RequestTimeout time.Duration
 	// BaseDomain enables <slug>.<BaseDomain> tenant hints when set.

@@ -11,7 +11,11 @@ import (
 
 // routes lists the whole public API.
 func routes(app *fiber.App, s *server) {
-	app.Use(s.observe, s.recover, s.deadline)
+	app.Use(s.observe)
+	if s.Tracer != nil {
+		app.Use(tracing(s.Tracer))
+	}
+	app.Use(s.recover, s.deadline)
 	app.Get("/openapi.json", s.handleOpenAPI)
 
 	api := app.Group("/api")

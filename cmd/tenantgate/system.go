@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -40,9 +41,18 @@ func provisionerConfig(cfg config.Config) provisioner.Config {
 
 // openCatalog connects to the catalog database.
 func openCatalog(ctx context.Context, cfg config.Config) (*pgxpool.Pool, *catalog.Store, error) {
+	return openTracedCatalog(ctx, cfg, nil)
+}
+
+// openTracedCatalog connects to the catalog database, tracing its queries
+// with tracer when not nil.
+func openTracedCatalog(ctx context.Context, cfg config.Config, tracer pgx.QueryTracer) (*pgxpool.Pool, *catalog.Store, error) {
 	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("database_url: %w", err)
+	}
+	if tracer != nil {
+		pc.ConnConfig.Tracer = tracer
 	}
 	pc.ConnConfig.ConnectTimeout = cfg.Pools.ConnectTimeout
 	pc.MaxConns = 8
@@ -84,8 +94,20 @@ func newGateway(ctx context.Context, cfg config.Config, log *slog.Logger) (*gate
 }
 
 func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	var err error
-	if g.catalogPool, g.store, err = openCatalog(ctx, cfg); err != nil {
+	tr, err := newTracing(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	g.stop = append(g.stop, func() {
+		// close runs after the listeners drained: every request's span
+		// has ended and is flushed here.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tr.shutdown(ctx); err != nil {
+			log.Warn("flushing traces failed", "err", err)
+		}
+	})
+	if g.catalogPool, g.store, err = openTracedCatalog(ctx, cfg, tr.pgx); err != nil {
 		return err
 	}
 	versions, err := schema.Versions(migrations.Tenant, "tenant")
@@ -105,6 +127,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns,
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate", MaxServerConns: cfg.Pools.MaxServerConns,
+		Tracer: tr.pgx,
 	}, poolSource(g.store, cfg), log)
 	hub := events.NewHub(g.bus, log)
 	c := router.Caches{
@@ -131,7 +154,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
 		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins, Billing: billing(cfg),
 		Log: log, Metrics: router.NewMetrics(reg, cfg.Metrics.TopTenants), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
-		ProxyHeader:    cfg.ProxyHeader,
+		ProxyHeader: cfg.ProxyHeader, Tracer: tr.provider,
 		PasswordParams: identity.DefaultPasswordParams,
 	})
 	g.ops = router.NewOps(router.OpsDeps{

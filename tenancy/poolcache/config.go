@@ -3,6 +3,8 @@ package poolcache
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Config sizes a Cache. Zero fields take the defaults stated on each.
@@ -34,6 +36,9 @@ type Config struct {
 	// MaxServerConns caps this cache's connections to any one server
 	// (Target.Server), on top of MaxTotalConns. 0: no cap per server.
 	MaxServerConns int
+	// Tracer, when set, also traces every pool's queries (OpenTelemetry,
+	// in production).
+	Tracer pgx.QueryTracer
 }
 
 func (c Config) withDefaults() Config {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -38,6 +39,9 @@ func (c *Cache) newEntry(id string, t Target) (*entry, error) {
 	cc.RuntimeParams["application_name"] = c.cfg.AppName
 	cc.DialFunc = c.dialer(e, cc.DialFunc)
 	cc.Tracer = connectTagger{}
+	if c.cfg.Tracer != nil {
+		cc.Tracer = multitracer.New(connectTagger{}, c.cfg.Tracer)
+	}
 	if e.pool, err = pgxpool.NewWithConfig(context.Background(), cfg); err != nil {
 		return nil, fmt.Errorf("poolcache: database %q: %w", id, err)
 	}
