@@ -66,6 +66,7 @@ func TestProvisionerMetrics(t *testing.T) {
 	require.Equal(t, 1.0, value("tenantgate_move_duration_seconds", map[string]string{"direction": "dedicated", "result": "succeeded"}))
 	require.Equal(t, 1.0, value("tenantgate_move_freeze_seconds", map[string]string{"direction": "dedicated"}))
 	require.Equal(t, 1.0, value("tenantgate_provisioner_jobs", map[string]string{"kind": "move", "state": "succeeded"}))
+	require.Contains(t, fams, "tenantgate_pool_connections", "the scheduler's pool cache")
 	require.Equal(t, 0.0, value("tenantgate_fanout_databases", map[string]string{"state": "failed"}))
 	require.Equal(t, 0.0, value("tenantgate_fanout_databases", map[string]string{"state": "pending"}), "the fan-out has ended")
 	require.Equal(t, 1.0, value("tenantgate_fanout_databases", map[string]string{"state": "succeeded"}),

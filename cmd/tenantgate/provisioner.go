@@ -40,6 +40,9 @@ func (c *cli) provisionerCmd() *cobra.Command {
 				return err
 			}
 			defer svc.close()
+			// Not in newProvisionerService: dev registers the gateway's
+			// pool cache in the same registry.
+			reg.MustRegister(router.PoolCollector{Pools: svc.pools})
 			// The ops listener gives probes and Prometheus the same
 			// endpoints as a gateway's: /healthz, /readyz, /metrics.
 			opsErr := make(chan error, 1)
