@@ -66,6 +66,6 @@ func newTracing(ctx context.Context, cfg config.Config, log *slog.Logger) (traci
 	log.Info("tracing enabled", "endpoint", cfg.OTel.Endpoint, "sampleRatio", cfg.OTel.SampleRatio)
 	// Statements are recorded without their parameters, which may hold
 	// tenant data.
-	pgxTracer := otelpgx.NewTracer(otelpgx.WithTracerProvider(tp), otelpgx.WithTrimSQLInSpanName())
+	pgxTracer := otelpgx.NewTracer(otelpgx.WithTracerProvider(tp))
 	return tracing{provider: tp, pgx: pgxTracer, shutdown: tp.Shutdown}, nil
 }
