@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fasthttp/websocket"
+	"github.com/gofiber/fiber/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -117,6 +122,7 @@ type answer struct {
 	status     int
 	code       string // error.code of an error body
 	retryAfter string
+	header     http.Header
 	body       string
 	took       time.Duration
 	err        error // transport error; status is 0
@@ -146,7 +152,7 @@ func do(base, method, path, token, body string) answer {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
-	a := answer{status: res.StatusCode, retryAfter: res.Header.Get("Retry-After"), body: string(raw), took: time.Since(start)}
+	a := answer{status: res.StatusCode, retryAfter: res.Header.Get("Retry-After"), header: res.Header, body: string(raw), took: time.Since(start)}
 	var e struct{ Error struct{ Code string } }
 	if json.Unmarshal(raw, &e) == nil {
 		a.code = e.Error.Code
@@ -322,4 +328,215 @@ func ensureAppRole(t *testing.T, serverURL, role string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, schema.EnsureAppRole(ctx, conn, role, ""))
+}
+
+// TestDrillRedisDown: the replicas' Redis dies and comes back. Meanwhile
+// both replicas go on serving, rate limits hold per replica, a logout is
+// refused on both replicas, a suspension reaches the other replica (through
+// the catalog's change feed), and /readyz names Redis as degraded. When
+// Redis returns, an event made on one replica reaches a WebSocket on the
+// other again: the socket opened before the outage, resubscribed.
+func TestDrillRedisDown(t *testing.T) {
+	rs := startRedis(t)
+	r := twoReplicas(t, rs.url)
+	a, b, opsA := listen(t, r.a.public), listen(t, r.b.public), listen(t, r.a.ops)
+	mustTG(t, "tenants", "set-limits", "replicated", "--rps", "1000")
+	mustTG(t, "tenants", "create", "--slug", "bursty", "--name", "Bursty", "--plan", "free",
+		"--owner-email", "o@bursty.test", "--owner-password", "bursty-password")
+	mustTG(t, "tenants", "set-limits", "bursty", "--rps", "5")
+	steady := login(t, a, "o@replicated.test", "replica-password")  // drives the traffic
+	leaving := login(t, a, "o@replicated.test", "replica-password") // logs out during the outage
+	bursty := login(t, a, "o@bursty.test", "bursty-password")
+	for _, base := range []string{a, b} {
+		waitFor(t, 5*time.Second, "both replicas apply the new limits", func() bool {
+			return do(base, "GET", "/api/agents", steady, "").header.Get("RateLimit-Limit") == "1000"
+		})
+		require.Equal(t, 200, do(base, "GET", "/api/agents", leaving, "").status)
+		require.Equal(t, 200, do(base, "GET", "/api/agents", bursty, "").status)
+	}
+	sock := openEvents(t, b, steady)
+	sock.awaitMessageFrom(t, a, steady, 5*time.Second, "control: with Redis up, an event made on a reaches b")
+	ready := do(opsA, "GET", "/readyz", "", "")
+	require.Equal(t, 200, ready.status)
+	require.Contains(t, ready.body, `"degraded":[]`)
+	trafficA := driveTraffic(t, a, steady, 10*time.Millisecond)
+	trafficB := driveTraffic(t, b, steady, 10*time.Millisecond)
+
+	rs.stop()
+	ready = do(opsA, "GET", "/readyz", "", "")
+	require.Equal(t, 200, ready.status, "Redis degrades the gateway, it does not make it unready: %v", ready)
+	require.Contains(t, ready.body, `"degraded":["redis"]`)
+
+	// Rate limits hold without Redis, per replica.
+	var served, limited int
+	for range 25 {
+		switch r := do(a, "GET", "/api/agents", bursty, ""); r.status {
+		case 200:
+			served++
+		case 429:
+			limited++
+			require.Equal(t, "rate_limited", r.code)
+			require.NotEmpty(t, r.retryAfter)
+		default:
+			t.Fatalf("bursty tenant without Redis: %v", r)
+		}
+	}
+	t.Logf("bursty tenant (5 rps) without Redis, 25 requests at once: %d served, %d refused", served, limited)
+	require.Positive(t, served)
+	require.GreaterOrEqual(t, limited, 10, "the local limiter refuses a burst beyond the limit")
+
+	// Revocations hold: a logout through a is refused by both replicas.
+	require.Equal(t, 204, do(a, "POST", "/api/auth/logout", leaving, "").status)
+	require.Equal(t, 401, do(a, "GET", "/api/agents", leaving, "").status)
+	waitFor(t, 5*time.Second, "b refuses the logged-out token, learnt from the catalog", func() bool {
+		return do(b, "GET", "/api/agents", leaving, "").status == 401
+	})
+	// Changes reach the other replica: a suspension through the CLI.
+	mustTG(t, "tenants", "suspend", "bursty")
+	waitFor(t, 5*time.Second, "b refuses the suspended tenant", func() bool {
+		return do(b, "GET", "/api/agents", bursty, "").status == 403
+	})
+	trafficA.waitSent(t, 50, 10*time.Second)
+	trafficB.waitSent(t, 50, 10*time.Second)
+
+	rs.start()
+	back := time.Now()
+	waitFor(t, 10*time.Second, "/readyz no longer names Redis", func() bool {
+		return strings.Contains(do(opsA, "GET", "/readyz", "", "").body, `"degraded":[]`)
+	})
+	took := sock.awaitMessageFrom(t, a, steady, 10*time.Second, "with Redis back, an event made on a reaches b's socket again")
+	t.Logf("Redis back → first cross-replica event: %v (this probe %v)", time.Since(back), took)
+	for _, tr := range []*traffic{trafficA, trafficB} {
+		sent, failed, examples := tr.stop()
+		t.Logf("steady tenant through the Redis outage: %d requests, %d not 2xx", sent, failed)
+		require.Zero(t, failed, "requests are served without Redis; first failures: %v", examples)
+	}
+}
+
+// redisServer is a redis-server of the test's own, which the test can kill
+// and start again on the same port.
+type redisServer struct {
+	t    *testing.T
+	port string
+	url  string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	addr := freeAddr(t)
+	rs := &redisServer{t: t, port: addr[strings.LastIndex(addr, ":")+1:]}
+	rs.url = "redis://127.0.0.1:" + rs.port + "/0"
+	rs.start()
+	t.Cleanup(rs.stop)
+	return rs
+}
+
+// start runs the server and waits until it answers.
+func (rs *redisServer) start() {
+	rs.t.Helper()
+	rs.cmd = exec.Command("redis-server", "--port", rs.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	require.NoError(rs.t, rs.cmd.Start(), "redis-server must be installed for the tests")
+	opts, err := redis.ParseURL(rs.url)
+	require.NoError(rs.t, err)
+	client := redis.NewClient(opts)
+	defer client.Close()
+	waitFor(rs.t, 10*time.Second, "redis-server answers", func() bool { return client.Ping(context.Background()).Err() == nil })
+}
+
+// stop kills the server (SIGKILL: Redis vanishes, as in a crash).
+func (rs *redisServer) stop() {
+	if rs.cmd != nil {
+		_ = rs.cmd.Process.Kill()
+		_ = rs.cmd.Wait()
+		rs.cmd = nil
+	}
+}
+
+// listen serves app on a free port until the test ends.
+func listen(t *testing.T, app *fiber.App) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = app.Listener(ln) }()
+	t.Cleanup(func() { _ = app.Shutdown() })
+	return "http://" + ln.Addr().String()
+}
+
+// waitFor polls cond until it holds; it fails the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventSocket is a client of /api/events whose events are read in the
+// background.
+type eventSocket struct {
+	events chan map[string]any
+	probes atomic.Int64
+}
+
+func openEvents(t *testing.T, base, token string) *eventSocket {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	conn, _, err := d.Dial("ws"+strings.TrimPrefix(base, "http")+"/api/events?access_token="+token, nil)
+	require.NoError(t, err)
+	s := &eventSocket{events: make(chan map[string]any, 256)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, raw, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			var e map[string]any
+			if json.Unmarshal(raw, &e) == nil {
+				select {
+				case s.events <- e:
+				default: // the drill reads only what it waits for
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return s
+}
+
+// awaitMessageFrom posts messages through base as token until the socket
+// receives the message.created of one of them, and returns how long that
+// took. Posting again covers the time the socket's replica needs to
+// (re)subscribe, without a blind sleep.
+func (s *eventSocket) awaitMessageFrom(t *testing.T, base, token string, timeout time.Duration, what string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	sent := map[string]bool{}
+	for time.Since(start) < timeout {
+		content := fmt.Sprintf("probe-%d", s.probes.Add(1))
+		r := do(base, "POST", "/api/messages", token, `{"role":"user","content":"`+content+`"}`)
+		require.Equal(t, 201, r.status, r.String())
+		sent[content] = true
+		wait := time.NewTimer(250 * time.Millisecond)
+	read:
+		for {
+			select {
+			case e := <-s.events:
+				data, _ := e["data"].(map[string]any)
+				if c, _ := data["content"].(string); e["type"] == "message.created" && sent[c] {
+					wait.Stop()
+					return time.Since(start)
+				}
+			case <-wait.C:
+				break read
+			}
+		}
+	}
+	t.Fatalf("%s: no event within %v", what, timeout)
+	return 0
 }

@@ -3,18 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/config"
@@ -134,44 +131,6 @@ func TestKeyRevocationAcrossReplicas(t *testing.T) {
 	require.Equal(t, 204, r.call(t, r.a, "DELETE", "/api/api-keys/"+created.body["id"].(string), r.token, "").status)
 	require.Eventually(t, func() bool { return r.call(t, r.b, "GET", "/api/agents", key, "").status == 401 },
 		time.Second, 5*time.Millisecond, "b refuses the revoked key within a second")
-}
-
-// TestLogoutWithRedisDown: with the replicas' Redis gone, a logout still
-// reaches the other replica, through the catalog's change feed.
-func TestLogoutWithRedisDown(t *testing.T) {
-	url, stop := privateRedis(t)
-	r := twoReplicas(t, url)
-	require.Equal(t, 200, r.get(t, r.b))
-	stop()
-	require.Equal(t, 200, r.get(t, r.b), "requests go on without Redis")
-	require.Equal(t, 204, r.call(t, r.a, "POST", "/api/auth/logout", r.token, "").status)
-	require.Equal(t, 401, r.get(t, r.a))
-	require.Eventually(t, func() bool { return r.get(t, r.b) == 401 }, 5*time.Second, 50*time.Millisecond,
-		"b learns of the logout from the catalog")
-}
-
-// privateRedis starts a redis-server of the test's own on a free port, so
-// the test can stop it without touching the machine's Redis.
-func privateRedis(t *testing.T) (url string, stop func()) {
-	addr := freeAddr(t)
-	port := addr[strings.LastIndex(addr, ":")+1:]
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	require.NoError(t, cmd.Start(), "redis-server must be installed for the tests")
-	url = fmt.Sprintf("redis://127.0.0.1:%s/0", port)
-	opts, _ := redis.ParseURL(url)
-	client := redis.NewClient(opts)
-	defer client.Close()
-	require.Eventually(t, func() bool { return client.Ping(context.Background()).Err() == nil }, 10*time.Second, 20*time.Millisecond)
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}
-	t.Cleanup(stop)
-	return url, stop
 }
 
 // TestEventsAcrossReplicas: a client connected to one replica receives the
