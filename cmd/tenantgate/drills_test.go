@@ -540,3 +540,60 @@ func (s *eventSocket) awaitMessageFrom(t *testing.T, base, token string, timeout
 	t.Fatalf("%s: no event within %v", what, timeout)
 	return 0
 }
+
+// TestDrillNoisyNeighbour: one tenant sends ten times its rate limit while
+// another, on the same gateway, stays under its own. The noisy one gets
+// 429 rate_limited with Retry-After for most of its requests; the quiet one
+// gets no 429 and no 5xx. Behaviour only: latency targets are benchmarks'.
+func TestDrillNoisyNeighbour(t *testing.T) {
+	e := env(t)
+	t.Setenv("TENANTGATE_JWT_SECRET", "drill-secret-drill-secret-drill-secret")
+	t.Setenv("TENANTGATE_REDIS_URL", tenancytest.RedisURL()) // limits as in production: Redis buckets
+	t.Setenv("TENANTGATE_REDIS_PREFIX", e.RedisPrefix)
+	mustTG(t, "init")
+	for _, slug := range []string{"noisy", "quiet"} {
+		mustTG(t, "tenants", "create", "--slug", slug, "--name", slug, "--plan", "pro",
+			"--owner-email", "o@"+slug+".test", "--owner-password", slug+"-password")
+	}
+	const noisyRPS, quietRPS = 5, 20
+	mustTG(t, "tenants", "set-limits", "noisy", "--rps", fmt.Sprint(noisyRPS))
+	mustTG(t, "tenants", "set-limits", "quiet", "--rps", fmt.Sprint(quietRPS))
+	base, _ := serveHTTP(t)
+	noisy := login(t, base, "o@noisy.test", "noisy-password")
+	quiet := login(t, base, "o@quiet.test", "quiet-password")
+
+	// The quiet tenant at a quarter of its limit, throughout.
+	calm := driveTraffic(t, base, quiet, time.Second/(quietRPS/4))
+	// The noisy one at ten times its limit, for 3 s.
+	statuses := map[int]int{}
+	var badRefusals []string
+	interval := time.Second / (10 * noisyRPS)
+	tick := time.NewTicker(interval)
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {
+		r := do(base, "GET", "/api/agents", noisy, "")
+		statuses[r.status]++
+		if r.status == 429 && (r.code != "rate_limited" || r.retryAfter == "") {
+			badRefusals = append(badRefusals, r.String()+" Retry-After: "+r.retryAfter)
+		}
+	}
+	tick.Stop()
+	sent, failed, examples := calm.stop()
+
+	t.Logf("noisy tenant (%d rps) at ~%d rps: %v; quiet tenant (%d rps): %d requests, %d not 2xx",
+		noisyRPS, 10*noisyRPS, statuses, quietRPS, sent, failed)
+	total := statuses[200] + statuses[429]
+	require.Equal(t, total, sum(statuses), "the noisy tenant gets only 200 or 429: %v", statuses)
+	require.Positive(t, statuses[200], "it is slowed down, not shut out")
+	require.Greater(t, statuses[429], total/2, "most of ten times its limit is refused")
+	require.Empty(t, badRefusals, "a 429 is rate_limited with Retry-After")
+	require.GreaterOrEqual(t, sent, 10)
+	require.Zero(t, failed, "the quiet tenant gets no 429 and no 5xx; first failures: %v", examples)
+}
+
+func sum(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
