@@ -43,6 +43,7 @@ func interpolated(v string) string {
 // and a provisioner that start only after init succeeded — and the
 // tenantgate services are configured to be reachable and to start.
 func TestComposeRunsTheFleet(t *testing.T) {
+	t.Parallel()
 	docs := yamlDocs(t, "compose.yaml")
 	require.Len(t, docs, 1)
 	var c composeFile
@@ -131,6 +132,7 @@ func dockerfile(t *testing.T) [][2]string {
 // final stage is distroless and runs as a non-root user, the entrypoint is
 // the binary, and the ports are the listeners'.
 func TestDockerfileIsSmallAndNonRoot(t *testing.T) {
+	t.Parallel()
 	args := map[string]string{}
 	var froms []string
 	var final [][2]string // the instructions of the last stage

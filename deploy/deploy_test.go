@@ -93,6 +93,8 @@ func yamlDocs(t *testing.T, path string) []*yaml.Node {
 	}
 }
 
+var envKey = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+
 // envFile reads a KEY=VALUE file as kustomize's env generators do: blank
 // lines and # comments skipped, the value is everything after the first =.
 // It fails on a malformed line and on a key given twice.
@@ -109,7 +111,7 @@ func envFile(t *testing.T, path string) map[string]string {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
-		require.True(t, ok && regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`).MatchString(k), "%s:%d: not KEY=VALUE: %q", path, n, line)
+		require.True(t, ok && envKey.MatchString(k), "%s:%d: not KEY=VALUE: %q", path, n, line)
 		_, dup := out[k]
 		require.False(t, dup, "%s:%d: %s is set twice", path, n, k)
 		out[k] = v
@@ -123,6 +125,7 @@ func envFile(t *testing.T, path string) map[string]string {
 // (manifests, env files, Dockerfile, dashboard, README) is the variable of
 // a configuration key.
 func TestManifestsParseAndNameRealKeys(t *testing.T) {
+	t.Parallel()
 	known := knownEnv()
 	files := deployFiles(t)
 	require.Contains(t, files, "compose.yaml")
@@ -151,6 +154,7 @@ func TestManifestsParseAndNameRealKeys(t *testing.T) {
 // Secret and only there — and the kustomizations really generate the two
 // from those files.
 func TestEveryKeyIsWired(t *testing.T) {
+	t.Parallel()
 	cm := envFile(t, configEnv)
 	secret := envFile(t, secretExample)
 	keys := config.New().AllKeys()

@@ -144,6 +144,7 @@ func baseMetric(name string) (string, bool) {
 }
 
 func TestParsePromQL(t *testing.T) {
+	t.Parallel()
 	q := parsePromQL(`histogram_quantile(0.95, sum by (le, route) (rate(x_bucket{status=~"5..", plan!="a{b}"}[$__rate_interval]))) / on (instance) count by (instance) ({__name__=~"y_.+"}) > 1e-3`)
 	require.Equal(t, []string{"x_bucket"}, q.metrics)
 	require.Equal(t, [][2]string{{"x_bucket", "status"}, {"x_bucket", "plan"}, {"", "__name__"}}, q.matchers)
@@ -156,6 +157,7 @@ func TestParsePromQL(t *testing.T) {
 // only metrics tenantgate exports (tenantgate_*, or go_/process_ ones) with
 // labels those metrics have, and every tenantgate metric has a panel.
 func TestGrafanaDashboard(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(dashboardFile)
 	require.NoError(t, err)
 	var dash struct {

@@ -215,6 +215,7 @@ func findWorkload(t *testing.T, ws []workload, kind, name string) workload {
 // every YAML file beside a kustomization.yaml is one of its resources, so
 // no manifest is silently left out of the build.
 func TestKustomizationsListExistingFiles(t *testing.T) {
+	t.Parallel()
 	dirs := kustomizationDirs(t)
 	for _, want := range []string{"kubernetes/base", "kubernetes/overlays/production"} {
 		require.Contains(t, dirs, filepath.FromSlash(want))
@@ -267,6 +268,7 @@ func TestKustomizationsListExistingFiles(t *testing.T) {
 // no capabilities and no Kubernetes API token, and takes its configuration
 // from the ConfigMap and the Secret.
 func TestWorkloadsRunHardened(t *testing.T) {
+	t.Parallel()
 	ws := baseWorkloads(t)
 	require.Len(t, ws, 4, "base should have the gateway and provisioner Deployments and the init and migrate Jobs")
 	for _, w := range ws {
@@ -345,6 +347,7 @@ func checkProbe(t *testing.T, what string, p *probe, path string, c container, o
 // and is given time to drain on SIGTERM; the provisioner is probed the same
 // way on its own ops listener; the gateway count belongs to the HPA.
 func TestRolesProbesAndShutdown(t *testing.T) {
+	t.Parallel()
 	cm := envFile(t, configEnv)
 	adminHost, opsPort := portOf(t, cm["TENANTGATE_ADMIN_ADDR"])
 	require.NotContains(t, []string{"127.0.0.1", "localhost", "::1"}, adminHost,
@@ -413,6 +416,7 @@ func matches(selector, labels map[string]string) bool {
 // pods and Deployments they are for, Deployments' selectors match their
 // own pods, and every Service target port is a port of the pods it selects.
 func TestSelectorsMatch(t *testing.T) {
+	t.Parallel()
 	ws := baseWorkloads(t)
 	pods := map[string]workload{}
 	for _, w := range ws {
@@ -479,6 +483,7 @@ func TestSelectorsMatch(t *testing.T) {
 // TestObjectsAreNamedOnce: no two objects of one kind share a name in a
 // kustomization's own resources (kustomize would refuse the build).
 func TestObjectsAreNamedOnce(t *testing.T) {
+	t.Parallel()
 	for _, dir := range kustomizationDirs(t) {
 		seen := map[string]bool{}
 		for _, o := range objects[object](t, dir, "Namespace", "ServiceAccount", "Deployment", "Job", "Service",
