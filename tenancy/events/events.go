@@ -76,11 +76,15 @@ func (h *Hub) Publish(ctx context.Context, e Event) {
 		e.At = time.Now().UTC()
 	}
 	payload, err := json.Marshal(e)
-	if err == nil {
-		err = h.bus.Publish(ctx, channel(e.OrganizationID), payload)
-	}
 	if err != nil {
-		h.log.Warn("publishing an event failed", "type", e.Type, "err", err)
+		h.log.Warn("encoding an event failed", "type", e.Type, "err", err)
+		return
+	}
+	if err := h.bus.Publish(ctx, channel(e.OrganizationID), payload); err != nil {
+		// Redis is away: this replica's own sockets still hear of the
+		// change; other replicas' miss it until Redis returns.
+		h.log.Warn("publishing an event failed; delivered on this replica only", "type", e.Type, "err", err)
+		h.deliver(e.OrganizationID, payload)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -91,4 +92,22 @@ func TestDisconnectByPrincipal(t *testing.T) {
 	receive(t, other)
 	h.Leave(mine)
 	h.Leave(other)
+}
+
+// TestRedisDownDeliversLocally: with Redis unreachable, an event still
+// reaches the sockets of the replica that made the change.
+func TestRedisDownDeliversLocally(t *testing.T) {
+	t.Parallel()
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond,
+		MaxRetries: -1, DialerRetries: 1})
+	defer client.Close()
+	bus := broadcast.NewRedis(client, "tgtest:", quiet)
+	defer bus.Close()
+	h := NewHub(bus, quiet)
+	a, b := h.Join(Principal{OrganizationID: "A"}), h.Join(Principal{OrganizationID: "B"})
+	h.Publish(context.Background(), Event{Type: "task.created", OrganizationID: "A"})
+	require.Equal(t, "task.created", receive(t, a).Type)
+	nothing(t, b)
+	h.Leave(a)
+	h.Leave(b)
 }
