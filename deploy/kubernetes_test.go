@@ -343,7 +343,8 @@ func checkProbe(t *testing.T, what string, p *probe, path string, c container, o
 
 // TestRolesProbesAndShutdown: the Deployments and Jobs run the right
 // commands; the gateway listens where the ConfigMap says, is probed on its
-// ops listener (/readyz for readiness and startup, /healthz for liveness),
+// ops listener (/readyz for startup, /readyz?catalog=optional for
+// readiness, /healthz for liveness),
 // and is given time to drain on SIGTERM; the provisioner is probed the same
 // way on its own ops listener; the gateway count belongs to the HPA.
 func TestRolesProbesAndShutdown(t *testing.T) {
@@ -365,7 +366,8 @@ func TestRolesProbesAndShutdown(t *testing.T) {
 	require.Equal(t, []string{"serve"}, c.Args)
 	require.Equal(t, httpPort, containerPort(c, "http"), "container port http must be TENANTGATE_HTTP_ADDR's")
 	require.Equal(t, opsPort, containerPort(c, "ops"), "container port ops must be TENANTGATE_ADMIN_ADDR's")
-	checkProbe(t, "gateway readinessProbe", c.ReadinessProbe, "/readyz", c, opsPort)
+	// A catalog outage must not take every gateway out of rotation.
+	checkProbe(t, "gateway readinessProbe", c.ReadinessProbe, "/readyz?catalog=optional", c, opsPort)
 	checkProbe(t, "gateway livenessProbe", c.LivenessProbe, "/healthz", c, opsPort)
 	if c.StartupProbe != nil {
 		checkProbe(t, "gateway startupProbe", c.StartupProbe, "/readyz", c, opsPort)

@@ -63,7 +63,14 @@ func (o *ops) handleReady(c *fiber.Ctx) error {
 		}
 	}
 	if err := o.Catalog.Ping(ctx); err != nil {
-		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "failing": []string{"catalog"}, "degraded": degraded})
+		// ?catalog=optional is for load balancers' readiness: every
+		// replica loses the catalog at once, and cached tenants are still
+		// served, so taking them all out of rotation would only make it
+		// worse.
+		if c.Query("catalog") != "optional" {
+			return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"status": "unavailable", "failing": []string{"catalog"}, "degraded": degraded})
+		}
+		degraded = append(degraded, "catalog")
 	}
 	return c.JSON(fiber.Map{"status": "ready", "degraded": degraded})
 }
