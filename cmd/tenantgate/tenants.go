@@ -315,15 +315,19 @@ func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan
 		if err != nil {
 			return err
 		}
-		if org.Placement == to && plan == "" {
-			fmt.Fprintf(c.stdout, "organization %s is already %s\n", slug, to)
-			return nil
-		}
 		j, err := store.EnqueueJob(cmd.Context(), catalog.JobMove, org.ID, catalog.MovePayload{To: to, Plan: plan})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "moving organization %s to %s\n", slug, to)
+		if org.Placement == to && plan == "" {
+			// A move job to where the tenant is finishes what a stopped
+			// move left: it abandons one that never switched, or clears
+			// the old copy of one that did. With nothing left it is a
+			// no-op.
+			fmt.Fprintf(c.stdout, "organization %s is already %s; finishing any move it was in\n", slug, to)
+		} else {
+			fmt.Fprintf(c.stdout, "moving organization %s to %s\n", slug, to)
+		}
 		return c.afterEnqueue(cmd.Context(), store, j.ID, wait)
 	})
 }
@@ -386,8 +390,12 @@ func tenantTable(w io.Writer, orgs []catalog.OrganizationDetail) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tNAME\tPLAN\tSTATUS\tPLACEMENT\tDATABASE\tUSERS\tAGENT-MINUTES\tID")
 	for _, o := range orgs {
+		placement := o.Placement
+		if o.PlacementState != tenancy.PlacementReady {
+			placement += " (" + o.PlacementState + ")"
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
-			o.Slug, o.Name, o.Plan, o.Status, o.Placement, o.Database, o.Users, o.AgentMinutesUsed, o.ID)
+			o.Slug, o.Name, o.Plan, o.Status, placement, o.Database, o.Users, o.AgentMinutesUsed, o.ID)
 	}
 	return tw.Flush()
 }

@@ -80,9 +80,12 @@ func (s *Store) OrganizationBySlug(ctx context.Context, slug string) (tenancy.Or
 // OrganizationDetail is an organization as operators see it.
 type OrganizationDetail struct {
 	tenancy.Organization
-	DatabaseID       string `json:"databaseId"`
-	Database         string `json:"database"`
-	Epoch            int64  `json:"epoch"`
+	DatabaseID string `json:"databaseId"`
+	Database   string `json:"database"`
+	Epoch      int64  `json:"epoch"`
+	// PlacementState is ready, or moving while a move runs or after one
+	// that stopped half-way.
+	PlacementState   string `json:"placementState"`
 	Users            int    `json:"users"`
 	AgentMinutesUsed int64  `json:"agentMinutesUsed"`
 	// LimitOverrides are an operator's limits; zero fields take the plan's.
@@ -97,7 +100,7 @@ func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error)
 // details lists organizations as operators see them: every one, or the
 // one with slug.
 func (s *Store) details(ctx context.Context, slug string) ([]OrganizationDetail, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch,
+	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch, p.state,
 		(SELECT count(*) FROM users u WHERE u.organization_id = o.id),
 		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END`+orgFrom+`
 		WHERE $1 = '' OR o.slug = $1 ORDER BY o.slug`, slug)
@@ -106,7 +109,7 @@ func (s *Store) details(ctx context.Context, slug string) ([]OrganizationDetail,
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrganizationDetail, error) {
 		var d OrganizationDetail
-		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.Users, &d.AgentMinutesUsed)...)
+		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.PlacementState, &d.Users, &d.AgentMinutesUsed)...)
 		d.LimitOverrides = d.Overrides
 		return d, err
 	})
