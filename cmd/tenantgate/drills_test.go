@@ -12,16 +12,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/gofiber/fiber/v2"
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -596,4 +599,294 @@ func sum(m map[int]int) int {
 		n += v
 	}
 	return n
+}
+
+// TestDrillProvisionerKilled: a provisioner, a real process, is killed with
+// SIGKILL in the middle of a provisioning and, later, of a move. Once its
+// lease has run out, a new provisioner completes each job: the tenant
+// serves, a moved tenant's rows are all there, and no database is orphaned
+// or made twice.
+func TestDrillProvisionerKilled(t *testing.T) {
+	e := env(t)
+	t.Setenv("TENANTGATE_JWT_SECRET", "drill-secret-drill-secret-drill-secret")
+	mustTG(t, "init")
+	cat := tenancytest.Connect(t, e.CatalogURL)
+	server := tenancytest.Connect(t, e.ServerURL)
+	ctx := context.Background()
+	base, _ := serveHTTP(t)
+
+	// A provisioning, killed once the job is claimed and the first database
+	// (the server's template, then the tenant's) exists.
+	out := mustTG(t, "tenants", "create", "--slug", "fresh", "--name", "Fresh", "--plan", "enterprise",
+		"--owner-email", "o@fresh.test", "--owner-password", "fresh-password", "--output", "json")
+	var created struct{ JobID string }
+	require.NoError(t, json.Unmarshal([]byte(out), &created))
+	require.NotEmpty(t, created.JobID)
+	template, freshDB := e.DedicatedPrefix+"template", e.DedicatedPrefix+"fresh"
+	first := startCommand(t, "provisioner")
+	pollUntil(t, 30*time.Second, 2*time.Millisecond, "the provisioner starts on the job", func() bool {
+		return jobOf(t, cat, created.JobID).State == "running" && len(databasesNamed(t, server, template, freshDB)) > 0
+	})
+	first.kill()
+	killed := jobOf(t, cat, created.JobID)
+	t.Logf("provisioner killed during the provisioning: job %s at attempt %d; databases then: %v; template: %s",
+		killed.State, killed.Attempts, databasesNamed(t, server, template, freshDB), schemaState(t, e.DatabaseURL(t, template)))
+	require.Equal(t, "running", killed.State, "killed before the job ended")
+	require.Equal(t, "creating", databaseState(t, cat, freshDB), "killed before the database was ready")
+	require.Equal(t, 503, do(base, "GET", "/api/agents", login(t, base, "o@fresh.test", "fresh-password"), "").status,
+		"meanwhile its tenant is refused")
+
+	expireLease(t, cat, created.JobID)
+	resumed := time.Now()
+	second := startCommand(t, "provisioner")
+	done := awaitJob(t, cat, created.JobID, second)
+	t.Logf("provisioning resumed and done in %v; template: %s", time.Since(resumed), schemaState(t, e.DatabaseURL(t, template)))
+	require.Equal(t, 2, done.Attempts, "the second provisioner resumed the job the first left")
+	require.Equal(t, "ready", databaseState(t, cat, freshDB))
+	require.Equal(t, []string{freshDB}, dedicatedDatabases(t, cat), "one database in the catalog")
+	fresh := login(t, base, "o@fresh.test", "fresh-password")
+	waitForStatus(t, base, fresh, 200, 5*time.Second, "the gateway learns the database is ready", 503)
+	require.Equal(t, 201, do(base, "POST", "/api/agents", fresh, `{"name":"after-the-crash"}`).status)
+
+	// A move of a tenant with 100k rows, killed while its rows are copied.
+	out = mustTG(t, "tenants", "create", "--slug", "mover", "--name", "Mover", "--plan", "pro",
+		"--owner-email", "o@mover.test", "--owner-password", "mover-password", "--output", "json")
+	var org struct{ Organization struct{ ID string } }
+	require.NoError(t, json.Unmarshal([]byte(out), &org))
+	orgID, moverDB := org.Organization.ID, e.DedicatedPrefix+"mover"
+	shared := tenancytest.Connect(t, e.SharedURL)
+	seedRows(t, shared, orgID, 30_000, 70_000)
+	before := fingerprint(t, shared, orgID)
+	mover := login(t, base, "o@mover.test", "mover-password")
+	require.Equal(t, 200, do(base, "GET", "/api/agents", mover, "").status)
+
+	mustTG(t, "tenants", "move", "mover", "--to", "dedicated")
+	var moveJob string
+	require.NoError(t, cat.QueryRow(ctx, `SELECT id::text FROM jobs WHERE organization_id = $1 AND kind = 'move'`, orgID).Scan(&moveJob))
+	pollUntil(t, 30*time.Second, 2*time.Millisecond, "the second provisioner copies the rows", func() bool {
+		var copying bool
+		require.NoError(t, server.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = $1 AND state = 'active' AND query LIKE 'COPY %FROM STDIN%')`, moverDB).Scan(&copying))
+		return copying
+	})
+	second.kill()
+	killed = jobOf(t, cat, moveJob)
+	var placement, placementState string
+	require.NoError(t, cat.QueryRow(ctx, `SELECT d.kind, p.state FROM placements p JOIN databases d ON d.id = p.database_id
+		WHERE p.organization_id = $1`, orgID).Scan(&placement, &placementState))
+	t.Logf("provisioner killed during the move: job %s at attempt %d, placement %s %s", killed.State, killed.Attempts, placement, placementState)
+	require.Equal(t, "running", killed.State)
+	require.Equal(t, "shared moving", placement+" "+placementState, "killed after the mark, before the switch")
+	// Meanwhile the tenant reads from where it was, and cannot write there.
+	require.Equal(t, 200, do(base, "GET", "/api/agents", mover, "").status)
+	w := do(base, "POST", "/api/tasks", mover, `{"title":"written-in-limbo"}`)
+	require.Equal(t, 503, w.status, "a write while the move is stalled: %v", w)
+	require.Equal(t, "tenant_unavailable", w.code)
+	require.NotEmpty(t, w.retryAfter)
+
+	expireLease(t, cat, moveJob)
+	resumed = time.Now()
+	third := startCommand(t, "provisioner")
+	done = awaitJob(t, cat, moveJob, third)
+	t.Logf("move resumed and done in %v", time.Since(resumed))
+	require.Equal(t, 2, done.Attempts, "the third provisioner resumed the move the second left")
+	require.Contains(t, mustTG(t, "tenants", "show", "mover", "--output", "json"), `"placement": "dedicated"`)
+	dedicated := tenancytest.Connect(t, e.DatabaseURL(t, moverDB))
+	require.Equal(t, before, fingerprint(t, dedicated, orgID), "every row arrived, unchanged")
+	require.Equal(t, tableCounts{}, fingerprint(t, shared, orgID).counts(), "none is left in the shared database")
+	require.Equal(t, []string{freshDB, moverDB}, dedicatedDatabases(t, cat), "one database per dedicated tenant")
+	require.Contains(t, mustTG(t, "servers", "sweep"), "no orphan databases")
+
+	waitFor(t, 5*time.Second, "the gateway follows the tenant to its database", func() bool {
+		r := do(base, "GET", "/api/organization", mover, "")
+		return r.status == 200 && strings.Contains(r.body, `"placement":"dedicated"`)
+	})
+	r := do(base, "GET", "/api/organization", mover, "")
+	require.Contains(t, r.body, `"agents":30000`, "the moved agents are served: %s", r.body)
+	require.Equal(t, 201, do(base, "POST", "/api/tasks", mover, `{"title":"after-the-move"}`).status)
+}
+
+// asCommandEnv makes the test binary run as the tenantgate command (see
+// TestMain).
+const asCommandEnv = "TENANTGATE_TEST_AS_COMMAND"
+
+// command is tenantgate running as a child process: the test binary run
+// again as the command.
+type command struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer
+	done chan struct{}
+}
+
+// startCommand runs tenantgate args in a process of its own, with the
+// test's environment, until kill or the test's end.
+func startCommand(t *testing.T, args ...string) *command {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asCommandEnv+"=1")
+	c := &command{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = c.out, c.out
+	require.NoError(t, cmd.Start())
+	go func() {
+		_ = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.kill()
+		if strings.Contains(c.out.String(), "WARNING: DATA RACE") {
+			t.Errorf("tenantgate %s raced:\n%s", strings.Join(args, " "), c.out)
+		}
+	})
+	return c
+}
+
+// kill sends SIGKILL and waits for the process to end.
+func (c *command) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	<-c.done
+}
+
+// lockedBuffer collects a child's output, written from the goroutines of
+// exec.Cmd.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// pollUntil checks cond every interval until it holds; it fails the test
+// after timeout.
+func pollUntil(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, timeout)
+		}
+		time.Sleep(interval)
+	}
+}
+
+type jobRow struct {
+	State    string
+	Attempts int
+	Error    string
+}
+
+func jobOf(t *testing.T, cat *pgx.Conn, id string) jobRow {
+	var j jobRow
+	require.NoError(t, cat.QueryRow(context.Background(), `SELECT state, attempts, error FROM jobs WHERE id = $1`, id).
+		Scan(&j.State, &j.Attempts, &j.Error))
+	return j
+}
+
+// expireLease ends the lease a killed provisioner held on a job, as the
+// clock would after 30 s (the worker's lease, not configurable), so that
+// the drill need not wait for it.
+func expireLease(t *testing.T, cat *pgx.Conn, id string) {
+	tag, err := cat.Exec(context.Background(), `UPDATE jobs SET locked_until = now() - interval '1 second'
+		WHERE id = $1 AND state = 'running'`, id)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, tag.RowsAffected(), "the killed provisioner still holds job %s", id)
+}
+
+// awaitJob waits for a job to succeed under the provisioner p.
+func awaitJob(t *testing.T, cat *pgx.Conn, id string, p *command) jobRow {
+	t.Helper()
+	var j jobRow
+	pollUntil(t, 60*time.Second, 50*time.Millisecond, "job "+id+" ends", func() bool {
+		j = jobOf(t, cat, id)
+		return j.State == "succeeded" || j.State == "failed"
+	})
+	require.Equal(t, "succeeded", j.State, "job %s: %s\nprovisioner output:\n%s", id, j.Error, p.out)
+	return j
+}
+
+// databasesNamed returns those of names that exist on the server.
+func databasesNamed(t *testing.T, server *pgx.Conn, names ...string) []string {
+	rows, err := server.Query(context.Background(), `SELECT datname FROM pg_database WHERE datname = ANY($1) ORDER BY datname`, names)
+	require.NoError(t, err)
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return found
+}
+
+func databaseState(t *testing.T, cat *pgx.Conn, name string) string {
+	var state string
+	require.NoError(t, cat.QueryRow(context.Background(), `SELECT state FROM databases WHERE name = $1`, name).Scan(&state))
+	return state
+}
+
+// dedicatedDatabases lists the dedicated databases the catalog knows.
+func dedicatedDatabases(t *testing.T, cat *pgx.Conn) []string {
+	rows, err := cat.Query(context.Background(), `SELECT name FROM databases WHERE kind = 'dedicated' ORDER BY name`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
+}
+
+// schemaState describes the schema of a database that a killed
+// provisioner may have left half-made.
+func schemaState(t *testing.T, dsn string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return "unreachable: " + err.Error()
+	}
+	defer conn.Close(ctx)
+	var version int64
+	var dirty bool
+	if err := conn.QueryRow(ctx, `SELECT version, dirty FROM schema_migrations`).Scan(&version, &dirty); err != nil {
+		return "no schema version: " + err.Error()
+	}
+	return fmt.Sprintf("version %d, dirty %t", version, dirty)
+}
+
+// seedRows writes agents and tasks of an organization straight into a tenant
+// database, as its owner: fast, and as if they had been made through the
+// API.
+func seedRows(t *testing.T, db *pgx.Conn, orgID string, agents, tasks int) {
+	ctx := context.Background()
+	_, err := db.Exec(ctx, `INSERT INTO agents (organization_id, name, model)
+		SELECT $1, 'agent-' || g, 'model-' || (g % 7) FROM generate_series(1, $2) g`, orgID, agents)
+	require.NoError(t, err)
+	_, err = db.Exec(ctx, `INSERT INTO tasks (organization_id, title, priority)
+		SELECT $1, 'task-' || g, (ARRAY['low','normal','high','urgent'])[1 + g % 4] FROM generate_series(1, $2) g`, orgID, tasks)
+	require.NoError(t, err)
+}
+
+// tableCounts are an organization's rows per table.
+type tableCounts struct{ Agents, Tasks int }
+
+// rowPrint is an organization's row counts and a digest of its agents and
+// tasks, to compare a moved tenant with its source.
+type rowPrint struct {
+	tableCounts
+	AgentsMD5, TasksMD5 string
+}
+
+func (p rowPrint) counts() tableCounts { return p.tableCounts }
+
+func fingerprint(t *testing.T, db *pgx.Conn, orgID string) rowPrint {
+	var p rowPrint
+	err := db.QueryRow(context.Background(), `SELECT
+		(SELECT count(*) FROM agents WHERE organization_id = $1),
+		(SELECT count(*) FROM tasks WHERE organization_id = $1),
+		(SELECT coalesce(md5(string_agg(id::text || name || model || created_at::text, ',' ORDER BY id)), '') FROM agents WHERE organization_id = $1),
+		(SELECT coalesce(md5(string_agg(id::text || title || priority || created_at::text, ',' ORDER BY id)), '') FROM tasks WHERE organization_id = $1)`,
+		orgID).Scan(&p.Agents, &p.Tasks, &p.AgentsMD5, &p.TasksMD5)
+	require.NoError(t, err)
+	return p
 }
