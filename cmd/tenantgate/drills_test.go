@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,21 +44,20 @@ func TestDrillDedicatedServerDown(t *testing.T) {
 	t.Setenv("TENANTGATE_JWT_SECRET", "drill-secret-drill-secret-drill-secret")
 	mustTG(t, "init")
 	mustTG(t, "servers", "add", "private", "--dsn", pg.URL, "--capacity", "5")
-	stopProvisioner := background(t, "provisioner")
+	stopProvisioner := sync.OnceFunc(background(t, "provisioner"))
+	t.Cleanup(stopProvisioner)
 	mustTG(t, "tenants", "create", "--slug", "solo", "--name", "Solo", "--plan", "enterprise",
 		"--owner-email", "o@solo.test", "--owner-password", "solo-password", "--wait")
 	stopProvisioner()
 	mustTG(t, "tenants", "create", "--slug", "crowd", "--name", "Crowd", "--plan", "pro",
 		"--owner-email", "o@crowd.test", "--owner-password", "crowd-password")
-	var servers []struct {
+	type serverRow struct {
 		Name      string
 		Databases int
 	}
+	var servers []serverRow
 	require.NoError(t, json.Unmarshal([]byte(mustTG(t, "servers", "list", "--output", "json")), &servers))
-	require.Equal(t, []struct {
-		Name      string
-		Databases int
-	}{{"private", 1}}, servers, "the dedicated database is on the private server")
+	require.Equal(t, []serverRow{{"private", 1}}, servers, "the dedicated database is on the private server")
 
 	base, _ := serveHTTP(t)
 	solo := login(t, base, "o@solo.test", "solo-password")
@@ -73,13 +73,10 @@ func TestDrillDedicatedServerDown(t *testing.T) {
 	toFirst503 := time.Since(stopped)
 	t.Logf("stop → first 503: %v", toFirst503)
 	require.Less(t, toFirst503, 2*time.Second, "503 within 2 s of the stop")
-	require.Equal(t, "tenant_unavailable", first.code)
-	require.NotEmpty(t, first.retryAfter, "503 carries Retry-After")
+	requireRefusal(t, first, 503, "tenant_unavailable")
 	for range 5 {
 		r := do(base, "GET", "/api/agents", solo, "")
-		require.Equal(t, 503, r.status, r.body)
-		require.Equal(t, "tenant_unavailable", r.code)
-		require.NotEmpty(t, r.retryAfter)
+		requireRefusal(t, r, 503, "tenant_unavailable")
 		require.Less(t, r.took, 2*time.Second, "a refusal is fast")
 	}
 
@@ -163,15 +160,22 @@ func do(base, method, path, token, body string) answer {
 	return a
 }
 
-// waitForStatus polls GET /api/agents as token until it answers status,
-// and returns that answer. Answers before it must have one of the statuses
-// in meanwhile; any other answer, or none within timeout, fails the test.
+// waitForStatus polls GET /api/agents as token until it answers status
+// (see waitForAnswer).
 func waitForStatus(t *testing.T, base, token string, status int, timeout time.Duration, what string, meanwhile ...int) answer {
+	t.Helper()
+	return waitForAnswer(t, func() answer { return do(base, "GET", "/api/agents", token, "") }, status, timeout, what, meanwhile...)
+}
+
+// waitForAnswer makes request until it answers status, and returns that
+// answer. Answers before it must have one of the statuses in meanwhile;
+// any other answer, or none within timeout, fails the test.
+func waitForAnswer(t *testing.T, request func() answer, status int, timeout time.Duration, what string, meanwhile ...int) answer {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last answer
 	for time.Now().Before(deadline) {
-		last = do(base, "GET", "/api/agents", token, "")
+		last = request()
 		if last.status == status {
 			return last
 		}
@@ -182,6 +186,19 @@ func waitForStatus(t *testing.T, base, token string, status int, timeout time.Du
 	}
 	t.Fatalf("%s: no %d within %v; last answer: %v", what, status, timeout, last)
 	return last
+}
+
+// requireRefusal checks an answer is the contract's error: status, code,
+// and for 429 and 503 a Retry-After of whole seconds, at least 1.
+func requireRefusal(t *testing.T, a answer, status int, code string) {
+	t.Helper()
+	require.Equal(t, status, a.status, "%v", a)
+	require.Equal(t, code, a.code, "%v", a)
+	if status == 429 || status == 503 {
+		seconds, err := strconv.Atoi(a.retryAfter)
+		require.NoError(t, err, "Retry-After %q", a.retryAfter)
+		require.Positive(t, seconds, "Retry-After")
+	}
 }
 
 // traffic is requests driven in the background by driveTraffic.
@@ -277,9 +294,7 @@ func TestDrillCatalogDown(t *testing.T) {
 	t.Cleanup(pg.Thaw) // before the gateway's shutdown, should the drill fail here
 	r := do(base, "POST", "/api/auth/login", "", credentials)
 	t.Logf("login with the catalog hanging: %d %s in %v", r.status, r.code, r.took)
-	require.Equal(t, 503, r.status, "login with a hanging catalog: %v", r)
-	require.Equal(t, "tenant_unavailable", r.code)
-	require.NotEmpty(t, r.retryAfter)
+	requireRefusal(t, r, 503, "tenant_unavailable")
 	require.Less(t, r.took, requestTimeout+time.Second, "no hang beyond the request timeout")
 	r = do(base, "POST", "/api/agents", token, `{"name":"written-while-catalog-hangs"}`)
 	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
@@ -291,9 +306,7 @@ func TestDrillCatalogDown(t *testing.T) {
 	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
 	for range 3 {
 		r := do(base, "POST", "/api/auth/login", "", credentials)
-		require.Equal(t, 503, r.status, "login without a catalog: %v", r)
-		require.Equal(t, "tenant_unavailable", r.code)
-		require.NotEmpty(t, r.retryAfter)
+		requireRefusal(t, r, 503, "tenant_unavailable")
 		require.Less(t, r.took, time.Second, "a refused catalog connection is answered at once")
 	}
 	ready := do(ops, "GET", "/readyz", "", "")
@@ -306,16 +319,8 @@ func TestDrillCatalogDown(t *testing.T) {
 
 	pg.Start()
 	restarted := time.Now()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		r := do(base, "POST", "/api/auth/login", "", credentials)
-		if r.status == 200 {
-			break
-		}
-		require.Equal(t, 503, r.status, "until the catalog answers, logins get 503: %v", r)
-		require.True(t, time.Now().Before(deadline), "logins did not recover within 20 s: %v", r)
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitForAnswer(t, func() answer { return do(base, "POST", "/api/auth/login", "", credentials) },
+		200, 20*time.Second, "logins work again once the catalog is back", 503)
 	t.Logf("catalog restart → first login: %v", time.Since(restarted))
 	require.Equal(t, 200, do(ops, "GET", "/readyz", "", "").status)
 	r = do(base, "GET", "/api/agents", token, "")
@@ -378,8 +383,7 @@ func TestDrillRedisDown(t *testing.T) {
 			served++
 		case 429:
 			limited++
-			require.Equal(t, "rate_limited", r.code)
-			require.NotEmpty(t, r.retryAfter)
+			requireRefusal(t, r, 429, "rate_limited")
 		default:
 			t.Fatalf("bursty tenant without Redis: %v", r)
 		}
@@ -402,8 +406,8 @@ func TestDrillRedisDown(t *testing.T) {
 	trafficA.waitSent(t, 50, 10*time.Second)
 	trafficB.waitSent(t, 50, 10*time.Second)
 
-	rs.start()
 	back := time.Now()
+	rs.start()
 	waitFor(t, 10*time.Second, "/readyz no longer names Redis", func() bool {
 		return strings.Contains(do(opsA, "GET", "/readyz", "", "").body, `"degraded":[]`)
 	})
@@ -575,7 +579,7 @@ func TestDrillNoisyNeighbour(t *testing.T) {
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {
 		r := do(base, "GET", "/api/agents", noisy, "")
 		statuses[r.status]++
-		if r.status == 429 && (r.code != "rate_limited" || r.retryAfter == "") {
+		if seconds, err := strconv.Atoi(r.retryAfter); r.status == 429 && (r.code != "rate_limited" || err != nil || seconds < 1) {
 			badRefusals = append(badRefusals, r.String()+" Retry-After: "+r.retryAfter)
 		}
 	}
@@ -679,10 +683,7 @@ func TestDrillProvisionerKilled(t *testing.T) {
 	require.Equal(t, "shared moving", placement+" "+placementState, "killed after the mark, before the switch")
 	// Meanwhile the tenant reads from where it was, and cannot write there.
 	require.Equal(t, 200, do(base, "GET", "/api/agents", mover, "").status)
-	w := do(base, "POST", "/api/tasks", mover, `{"title":"written-in-limbo"}`)
-	require.Equal(t, 503, w.status, "a write while the move is stalled: %v", w)
-	require.Equal(t, "tenant_unavailable", w.code)
-	require.NotEmpty(t, w.retryAfter)
+	requireRefusal(t, do(base, "POST", "/api/tasks", mover, `{"title":"written-in-limbo"}`), 503, "tenant_unavailable")
 
 	expireLease(t, cat, moveJob)
 	resumed = time.Now()
@@ -693,7 +694,7 @@ func TestDrillProvisionerKilled(t *testing.T) {
 	require.Contains(t, mustTG(t, "tenants", "show", "mover", "--output", "json"), `"placement": "dedicated"`)
 	dedicated := tenancytest.Connect(t, e.DatabaseURL(t, moverDB))
 	require.Equal(t, before, fingerprint(t, dedicated, orgID), "every row arrived, unchanged")
-	require.Equal(t, tableCounts{}, fingerprint(t, shared, orgID).counts(), "none is left in the shared database")
+	require.Equal(t, rowPrint{}, fingerprint(t, shared, orgID), "none is left in the shared database")
 	require.Equal(t, []string{freshDB, moverDB}, dedicatedDatabases(t, cat), "one database per dedicated tenant")
 	require.Contains(t, mustTG(t, "servers", "sweep"), "no orphan databases")
 
@@ -867,17 +868,12 @@ func seedRows(t *testing.T, db *pgx.Conn, orgID string, agents, tasks int) {
 	require.NoError(t, err)
 }
 
-// tableCounts are an organization's rows per table.
-type tableCounts struct{ Agents, Tasks int }
-
 // rowPrint is an organization's row counts and a digest of its agents and
 // tasks, to compare a moved tenant with its source.
 type rowPrint struct {
-	tableCounts
+	Agents, Tasks       int
 	AgentsMD5, TasksMD5 string
 }
-
-func (p rowPrint) counts() tableCounts { return p.tableCounts }
 
 func fingerprint(t *testing.T, db *pgx.Conn, orgID string) rowPrint {
 	var p rowPrint
