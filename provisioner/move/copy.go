@@ -145,7 +145,7 @@ func (m *mover) copyAndVerify(ctx context.Context, src, dst tenancy.Database) er
 	}
 	defer into.Rollback(context.WithoutCancel(ctx))
 
-	sent, err := m.copyAll(ctx, snap, into)
+	sent, err := m.copyAll(ctx, snap, into, dst.Kind == tenancy.KindDedicated)
 	if err != nil {
 		return fmt.Errorf("move: copy from %s to %s: %w", src.Name, dst.Name, err)
 	}
@@ -166,8 +166,9 @@ func (m *mover) copyAndVerify(ctx context.Context, src, dst tenancy.Database) er
 }
 
 // copyAll copies every tenant table and returns the digest of what each
-// sent.
-func (m *mover) copyAll(ctx context.Context, snap, into pgx.Tx) ([]digest, error) {
+// sent. own says the target is the tenant's own database, which nobody
+// else reads or writes before the switch.
+func (m *mover) copyAll(ctx context.Context, snap, into pgx.Tx, own bool) ([]digest, error) {
 	if err := m.readAs(ctx, snap); err != nil {
 		return nil, err
 	}
@@ -178,6 +179,13 @@ func (m *mover) copyAll(ctx context.Context, snap, into pgx.Tx) ([]digest, error
 	if err != nil {
 		return nil, err
 	}
+	var unforced []string
+	if !direct && own {
+		if unforced, err = m.unforce(ctx, into); err != nil {
+			return nil, err
+		}
+		direct = unforced != nil
+	}
 	if err := deleteTenant(ctx, into, m.org); err != nil {
 		return nil, err
 	}
@@ -187,7 +195,59 @@ func (m *mover) copyAll(ctx context.Context, snap, into pgx.Tx) ([]digest, error
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
+	if err := force(ctx, into, unforced); err != nil {
+		return nil, err
+	}
 	return sent, nil
+}
+
+// unforce lifts FORCE ROW LEVEL SECURITY from the tenant tables for the
+// copy transaction, so that their owner may COPY straight into them
+// instead of through temporary tables (COPY FROM refuses a table whose
+// row-level security applies to the caller). Only for the tenant's own
+// database: ALTER TABLE locks the tables until commit, and force puts the
+// setting back before then, so no other session ever sees it lifted. It
+// returns the tables it changed (tenant_fences, whose security is not
+// forced by design, is not among them); nil, having changed nothing, when
+// the mover does not own the tables.
+func (m *mover) unforce(ctx context.Context, tx pgx.Tx) ([]string, error) {
+	names := make([]string, len(m.tables))
+	for i, t := range m.tables {
+		names[i] = t.name
+	}
+	rows, err := tx.Query(ctx, `SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace
+		AND relkind = 'r' AND relforcerowsecurity AND relname = ANY($1) ORDER BY relname`, names)
+	if err != nil {
+		return nil, err
+	}
+	forced, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(forced) == 0 {
+		return nil, err
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range forced {
+		if _, err := sp.Exec(ctx, `ALTER TABLE `+pgx.Identifier{name}.Sanitize()+` NO FORCE ROW LEVEL SECURITY`); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "42501" { // insufficient_privilege: not the owner
+				return nil, err
+			}
+			return nil, sp.Rollback(ctx)
+		}
+	}
+	return forced, sp.Commit(ctx)
+}
+
+// force restores what unforce lifted, in the same transaction.
+func force(ctx context.Context, tx pgx.Tx, tables []string) error {
+	for _, name := range tables {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+pgx.Identifier{name}.Sanitize()+` FORCE ROW LEVEL SECURITY`); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // readAs makes the snapshot transaction see the tenant's rows even when the

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/migrations"
@@ -179,10 +180,16 @@ func TestMoveAsPlainOwner(t *testing.T) {
 	}
 	b.seed(t, asRoot(shared), o.ID, 400)
 	want := b.snapshot(t, asRoot(shared), o.ID)
+	forcedBefore := b.forcedTables(t, asRoot(dedicated))
+	require.NotEmpty(t, forcedBefore)
 
 	require.NoError(t, Move(ctx, d, o.ID, tenancy.KindDedicated, nil))
 	require.Equal(t, dedicated.ID, b.tenant(t, o.ID).Placement.DatabaseID)
 	require.Equal(t, want, b.snapshot(t, asRoot(dedicated), o.ID))
+	// The copy into the tenant's own database lifts FORCE ROW LEVEL
+	// SECURITY for its transaction only, and leaves tenant_fences as it was.
+	require.Equal(t, forcedBefore, b.forcedTables(t, asRoot(dedicated)))
+	require.NotContains(t, forcedBefore, "tenant_fences")
 	require.Zero(t, b.rows(t, asRoot(shared), o.ID))
 	require.True(t, b.fenced(t, asRoot(shared), o.ID))
 	_, err = b.write(t, b.tenant(t, o.ID), "owned and moved")
@@ -212,4 +219,15 @@ func (b *bundle) ownedDatabase(t testing.TB, suffix, kind string) tenancy.Databa
 	db, err := b.store.RegisterDatabase(ctx, tenancy.Database{Name: name, Kind: kind, DSN: dsn})
 	require.NoError(t, err)
 	return db
+}
+
+// forcedTables lists db's tables whose row-level security is forced.
+func (b *bundle) forcedTables(t testing.TB, db tenancy.Database) []string {
+	t.Helper()
+	rows, err := tenancytest.Connect(t, db.DSN).Query(testCtx(t), `SELECT relname FROM pg_class
+		WHERE relkind = 'r' AND relforcerowsecurity AND relnamespace = 'public'::regnamespace ORDER BY relname`)
+	require.NoError(t, err)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return names
 }
