@@ -121,7 +121,7 @@ type PlacementCollector struct {
 }
 
 var (
-	placementCountsDesc  = prometheus.NewDesc("tenantgate_placement_cache_total", "Placement cache lookups and invalidations.", []string{"result"}, nil)
+	placementCountsDesc  = prometheus.NewDesc("tenantgate_placement_cache_total", "Placement cache lookups (hit, miss, stale: expired but served while the catalog is away) and invalidations.", []string{"result"}, nil)
 	placementEntriesDesc = prometheus.NewDesc("tenantgate_placement_cache_entries", "Placements cached.", nil, nil)
 )
 
@@ -134,7 +134,7 @@ func (p PlacementCollector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (p PlacementCollector) Collect(ch chan<- prometheus.Metric) {
 	s := p.Placements.Stats()
-	for result, n := range map[string]int64{"hit": s.Hits, "miss": s.Misses, "invalidation": s.Invalidations} {
+	for result, n := range map[string]int64{"hit": s.Hits, "miss": s.Misses, "invalidation": s.Invalidations, "stale": s.Stale} {
 		ch <- prometheus.MustNewConstMetric(placementCountsDesc, prometheus.CounterValue, float64(n), result)
 	}
 	ch <- prometheus.MustNewConstMetric(placementEntriesDesc, prometheus.GaugeValue, float64(s.Entries))

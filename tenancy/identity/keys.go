@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // KeyRecord is what the catalog holds for a key.
@@ -77,6 +78,9 @@ type Keys struct {
 	// reading the catalog when one arrived may hold the old record: it
 	// answers its callers but does not cache what it read.
 	generation atomic.Uint64
+	// outage paces catalog reads while the catalog fails; meanwhile
+	// expired records are used (outage.MaxStale).
+	outage outage.Stale
 }
 
 // NewKeys returns a verifier of at most size cached keys (and as many
@@ -134,7 +138,12 @@ type keyLookup struct {
 // misses for one prefix share a single catalog read.
 func (k *Keys) record(ctx context.Context, prefix string) (KeyRecord, bool, error) {
 	now := k.now()
-	if e, ok := k.known.Get(prefix); ok && now.Before(e.expires) {
+	e, cached := k.known.Get(prefix)
+	if cached && now.Before(e.expires) {
+		return e.rec, true, nil
+	}
+	usable := cached && outage.Usable(e.expires, now)
+	if usable && k.outage.Wait(now) {
 		return e.rec, true, nil
 	}
 	if until, ok := k.absent.Get(prefix); ok && now.Before(until) {
@@ -178,8 +187,16 @@ func (k *Keys) record(ctx context.Context, prefix string) (KeyRecord, bool, erro
 		}
 	})
 	if err != nil {
+		if usable {
+			// The catalog is away: the record last read still says who
+			// the key is. A revocation meanwhile reaches this replica as
+			// a broadcast, which drops the entry.
+			k.outage.Failed(k.now())
+			return e.rec, true, nil
+		}
 		return KeyRecord{}, false, err
 	}
+	k.outage.Worked()
 	l := v.(keyLookup)
 	return l.rec, l.found, nil
 }

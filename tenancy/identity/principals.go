@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // UserSource reads a user by id; a deleted user is an error whose
@@ -39,6 +40,9 @@ type Principals struct {
 	// overtook answers its callers but is not cached.
 	mu         sync.Mutex
 	generation atomic.Uint64
+	// outage paces catalog reads while the catalog fails; meanwhile
+	// expired entries are used (outage.MaxStale).
+	outage outage.Stale
 }
 
 // NewPrincipals returns a cache of at most size users trusted for ttl.
@@ -56,11 +60,14 @@ func NewPrincipals(src UserSource, size int, ttl time.Duration) *Principals {
 // single catalog read; other catalog errors are returned wrapped and not
 // cached.
 func (p *Principals) User(ctx context.Context, userID string) (tenancy.User, error) {
-	if e, ok := p.lru.Get(userID); ok && p.now().Before(e.expires) {
-		if e.absent {
-			return tenancy.User{}, userGone(userID)
-		}
-		return e.user, nil
+	now := p.now()
+	cachedEntry, cached := p.lru.Get(userID)
+	if cached && now.Before(cachedEntry.expires) {
+		return cachedEntry.answer(userID)
+	}
+	usable := cached && outage.Usable(cachedEntry.expires, now)
+	if usable && p.outage.Wait(now) {
+		return cachedEntry.answer(userID)
 	}
 	// userID may be a view of a request buffer: the copy goes into the cache.
 	userID = strings.Clone(userID)
@@ -88,12 +95,25 @@ func (p *Principals) User(ctx context.Context, userID string) (tenancy.User, err
 		return e, nil
 	})
 	if err != nil {
+		if usable {
+			// The catalog is away: the user as last read. A role change
+			// or deletion meanwhile arrives as a broadcast, which drops
+			// the entry.
+			p.outage.Failed(p.now())
+			return cachedEntry.answer(userID)
+		}
 		return tenancy.User{}, err
 	}
-	if e := v.(principalEntry); !e.absent {
-		return e.user, nil
+	p.outage.Worked()
+	return v.(principalEntry).answer(userID)
+}
+
+// answer is what User returns for the entry.
+func (e principalEntry) answer(userID string) (tenancy.User, error) {
+	if e.absent {
+		return tenancy.User{}, userGone(userID)
 	}
-	return tenancy.User{}, userGone(userID)
+	return e.user, nil
 }
 
 func userGone(userID string) error {

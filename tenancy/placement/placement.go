@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 // Source reads an organization and its placement from the catalog.
@@ -35,7 +36,9 @@ type Cache struct {
 	flight singleflight.Group
 	now    func() time.Time
 
-	hits, misses, invalidations atomic.Int64
+	hits, misses, invalidations, stale atomic.Int64
+	// outage paces catalog reads while the catalog fails.
+	outage outage.Stale
 	// generation grows with every invalidation. A lookup that was already
 	// reading the catalog when one arrived may hold the old placement: it
 	// answers its callers but does not cache what it read.
@@ -55,10 +58,22 @@ func New(size int, ttl time.Duration, src Source) *Cache {
 }
 
 // Lookup returns orgID's placement, from the cache when fresh. Concurrent
-// misses for one organization share a single catalog read.
+// misses for one organization share a single catalog read. When the
+// catalog cannot be read, an expired placement up to outage.MaxStale old
+// is served instead of failing the tenant. That is safe: placements change
+// only by moves, which need the catalog, and a tenant whose move had begun
+// is fenced inside its source database, which refuses the writes a stale
+// placement sends there.
 func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error) {
-	if e, ok := c.lru.Get(orgID); ok && c.now().Before(e.expires) {
+	e, cached := c.lru.Get(orgID)
+	now := c.now()
+	if cached && now.Before(e.expires) {
 		c.hits.Add(1)
+		return e.t, nil
+	}
+	usable := cached && outage.Usable(e.expires, now)
+	if usable && c.outage.Wait(now) {
+		c.stale.Add(1)
 		return e.t, nil
 	}
 	c.misses.Add(1)
@@ -78,10 +93,16 @@ func (c *Cache) Lookup(ctx context.Context, orgID string) (tenancy.Tenant, error
 		c.fillMu.Unlock()
 		return p, nil
 	})
-	if err != nil {
-		return tenancy.Tenant{}, err
+	switch {
+	case err == nil:
+		c.outage.Worked()
+		return v.(tenancy.Tenant), nil
+	case usable && tenancy.ErrorCode(err) != tenancy.CodeNotFound:
+		c.outage.Failed(c.now())
+		c.stale.Add(1)
+		return e.t, nil
 	}
-	return v.(tenancy.Tenant), nil
+	return tenancy.Tenant{}, err
 }
 
 // Invalidate drops orgID's entry, or every entry when orgID is "".
@@ -106,9 +127,12 @@ type Stats struct {
 	// Invalidations counts Invalidate calls: broadcasts, the change feed
 	// and local changes.
 	Invalidations int64 `json:"-"`
+	// Stale counts expired placements served because the catalog could
+	// not be read.
+	Stale int64 `json:"-"`
 }
 
 // Stats returns the cache's counters.
 func (c *Cache) Stats() Stats {
-	return Stats{Entries: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load(), Invalidations: c.invalidations.Load()}
+	return Stats{Entries: c.lru.Len(), Hits: c.hits.Load(), Misses: c.misses.Load(), Invalidations: c.invalidations.Load(), Stale: c.stale.Load()}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/outage"
 )
 
 func counting(epoch *atomic.Int64, reads *atomic.Int64) Source {
@@ -132,4 +133,58 @@ func TestInvalidateDuringLookup(t *testing.T) {
 	require.EqualValues(t, 1, (<-done).Placement.Epoch, "the old lookup answers what it read")
 	p, _ := c.Lookup(context.Background(), "org")
 	require.EqualValues(t, 2, p.Placement.Epoch, "but did not cache it over the invalidation")
+}
+
+// TestServesStaleDuringCatalogOutage: an expired placement is served while
+// the catalog cannot be read, trying the catalog again at most once a
+// second, up to MaxStale; an unknown organization still fails, and so does
+// one whose entry was invalidated.
+func TestServesStaleDuringCatalogOutage(t *testing.T) {
+	t.Parallel()
+	var reads atomic.Int64
+	var down atomic.Bool
+	src := func(ctx context.Context, orgID string) (tenancy.Tenant, error) {
+		reads.Add(1)
+		if down.Load() {
+			return tenancy.Tenant{}, tenancy.Unavailable(errors.New("catalog unreachable"), 2*time.Second)
+		}
+		return tenancy.Tenant{Placement: tenancy.Placement{OrganizationID: orgID, DatabaseID: "db", Epoch: 4}}, nil
+	}
+	c := New(10, time.Minute, src)
+	now := time.Now()
+	c.now = func() time.Time { return now }
+	ctx := context.Background()
+	for _, org := range []string{"cached", "dropped"} {
+		_, err := c.Lookup(ctx, org)
+		require.NoError(t, err)
+	}
+
+	down.Store(true)
+	c.Invalidate("dropped")
+	now = now.Add(2 * time.Minute) // past the TTL
+	reads.Store(0)
+	for range 100 {
+		p, err := c.Lookup(ctx, "cached")
+		require.NoError(t, err, "the cached tenant is served through the outage")
+		require.EqualValues(t, 4, p.Placement.Epoch)
+	}
+	require.EqualValues(t, 1, reads.Load(), "within a second the catalog is tried once")
+	now = now.Add(1100 * time.Millisecond)
+	_, err := c.Lookup(ctx, "cached")
+	require.NoError(t, err)
+	require.EqualValues(t, 2, reads.Load(), "and again a second later")
+	require.EqualValues(t, 101, c.Stats().Stale)
+
+	_, err = c.Lookup(ctx, "dropped")
+	require.Equal(t, tenancy.CodeTenantUnavailable, tenancy.ErrorCode(err), "nothing cached to serve")
+	_, err = c.Lookup(ctx, "never-seen")
+	require.Equal(t, tenancy.CodeTenantUnavailable, tenancy.ErrorCode(err))
+
+	now = now.Add(outage.MaxStale)
+	_, err = c.Lookup(ctx, "cached")
+	require.Equal(t, tenancy.CodeTenantUnavailable, tenancy.ErrorCode(err), "not past MaxStale")
+
+	down.Store(false)
+	_, err = c.Lookup(ctx, "cached")
+	require.NoError(t, err, "the catalog is back")
 }
