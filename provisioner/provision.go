@@ -102,6 +102,13 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string
 	if v, err = schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0); err != nil {
 		return v, fmt.Errorf("template %s: %w", name, err)
 	}
+	// Roles belong to the server: a server registered or reached for the
+	// first time may not have the application role yet.
+	if err := withConn(ctx, dsn, func(conn *pgx.Conn) error {
+		return schema.EnsureAppRole(ctx, conn, p.cfg.AppRole, p.cfg.AppRolePassword)
+	}); err != nil {
+		return v, err
+	}
 	if err := grant(ctx, dsn, p.cfg.AppRole); err != nil {
 		return v, err
 	}
@@ -112,12 +119,17 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string
 }
 
 func grant(ctx context.Context, dsn, role string) error {
+	return withConn(ctx, dsn, func(conn *pgx.Conn) error { return schema.GrantApp(ctx, conn, role) })
+}
+
+// withConn runs fn on a connection of its own to dsn.
+func withConn(ctx context.Context, dsn string, fn func(*pgx.Conn) error) error {
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", schema.Redact(dsn), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	return schema.GrantApp(ctx, conn, role)
+	return fn(conn)
 }
 
 // verify reads the new database as the application role, as the gateway

@@ -86,12 +86,14 @@ func prepareTenantDatabase(ctx context.Context, cfg Config, dsn, name string) (s
 	if err != nil {
 		return v, err
 	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return v, fmt.Errorf("connect to %s: %w", schema.Redact(dsn), err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	return v, schema.GrantApp(ctx, conn, cfg.AppRole)
+	// The shared database may be on a server other than the catalog's,
+	// without the application role yet.
+	return v, withConn(ctx, dsn, func(conn *pgx.Conn) error {
+		if err := schema.EnsureAppRole(ctx, conn, cfg.AppRole, cfg.AppRolePassword); err != nil {
+			return err
+		}
+		return schema.GrantApp(ctx, conn, cfg.AppRole)
+	})
 }
 
 // DedicatedName is the database name of an organization's dedicated
