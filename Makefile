@@ -19,9 +19,23 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## bench: micro-benchmarks and the gateway-vs-bare load benchmark
+## bench: every benchmark of BENCHMARKS.md, one at a time, then the report (about 12 minutes; not in CI)
+BENCH_OUT := bench.out
+BENCH     := $(GO) test -run '^$$' -count 1 -p 1 -timeout 30m
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s -count 1 -timeout 30m $(PKGS)
+	@date +%s > bench-start.out; : > $(BENCH_OUT)
+	$(call bench_run,$(BENCH) -bench . -benchtime 1s ./tenancy/...)
+	$(call bench_run,$(BENCH) -bench 'LoadGatewayVsBare|AddedLatency|ThousandTenants|NoisyNeighbour' -benchtime 1x ./router/)
+	$(call bench_run,$(BENCH) -bench Provision -benchtime 20x ./provisioner/)
+	$(call bench_run,$(BENCH) -bench Fanout -benchtime 1x ./provisioner/fanout/)
+	$(call bench_run,$(BENCH) -bench Move100k -benchtime 1x ./provisioner/move/)
+	$(GO) run ./cmd/benchreport -in $(BENCH_OUT) -out BENCHMARKS.md -started $$(cat bench-start.out)
+
+# bench_run runs one command of `make bench`, appending to $(BENCH_OUT) the
+# load average before it, the command, its output, and a FAIL line if it
+# fails (cmd/benchreport reports those).
+bench_run = @echo "load: $$(cat /proc/loadavg 2>/dev/null)" >> $(BENCH_OUT); echo "command: $(1)" | tee -a $(BENCH_OUT); \
+	{ $(1) 2>&1 || echo "FAIL	make bench: exit status $$? from: $(1)"; } | tee -a $(BENCH_OUT)
 
 ## lint: formatting, vet and staticcheck
 lint:

@@ -8,25 +8,31 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
 
-// BenchmarkFanout migrates 200 empty databases to the newest tenant schema
-// at concurrency 4 and reports the wall time against the ideal bound
-// N × (one database alone) ÷ concurrency, as wall/bound (target ≤ 1.3).
-// The databases are created once; each iteration empties them again.
+// BenchmarkFanout migrates 200 empty databases (the shared one and 199
+// dedicated ones) to the newest tenant schema at concurrency 4 and reports the wall
+// time against the ideal bound N × (one database alone) ÷ concurrency, as
+// wall/bound (target ≤ 1.3, issue 5). The databases are created once; each
+// iteration empties them again.
 //
 // Migrating a database is mostly PostgreSQL running DDL on the same
 // machine, so with fewer cores than the concurrency the bound cannot be
 // met: wall/cpu-bound divides by min(concurrency, cores) instead, and
-// shows what the fan-out itself costs.
+// shows what the fan-out itself costs. After the timed runs the same
+// databases are migrated once more at concurrency 1: speedup is that
+// serial time over the concurrent one (the bound asks for ≥ 4 ÷ 1.3 ≈ 3.1).
 //
-//	go test -run '^$' -bench Fanout -benchtime 3x ./provisioner/fanout/
+//	go test -run '^$' -bench Fanout -benchtime 1x ./provisioner/fanout/
 func BenchmarkFanout(b *testing.B) {
 	const n, concurrency = 200, 4
 	f := setup(b, fixtureOpts{dedicated: span(0, n-1)})
+	b.Cleanup(func() { dropParallel(b, f.dbs[1:]) }) // before the env's cleanup, which drops one by one
 	r := New(f.store, migrations.Tenant, "tenant", f.env.AppRole, quiet)
 	ctx := context.Background()
 	var wall, bound, cpuBound time.Duration
@@ -43,10 +49,35 @@ func BenchmarkFanout(b *testing.B) {
 		require.NoError(b, err)
 		require.Equal(b, n, rep.Succeeded, "every database migrated")
 	}
+	b.StopTimer()
+	f.empty(b, f.dbs...)
+	start := time.Now()
+	rep, err := r.Run(ctx, Options{Concurrency: 1}, nil)
+	serial := time.Since(start)
+	require.NoError(b, err)
+	require.Equal(b, n, rep.Succeeded, "every database migrated")
+	b.ReportMetric(float64(serial.Milliseconds()), "serial-ms")
+	b.ReportMetric(float64(serial)/(float64(wall)/float64(b.N)), "speedup")
 	b.ReportMetric(float64(wall)/float64(bound), "wall/bound")
 	b.ReportMetric(float64(wall)/float64(cpuBound), "wall/cpu-bound")
 	b.ReportMetric(float64(wall.Milliseconds())/float64(b.N), "ms/run")
 	b.ReportMetric(float64(bound.Milliseconds())/float64(b.N), "bound-ms/run")
+	b.ReportMetric(float64(len(f.dbs)), "databases")
+	b.ReportMetric(concurrency, "concurrency")
+}
+
+// dropParallel drops databases sixteen at a time: PostgreSQL checkpoints
+// for each DROP DATABASE and concurrent drops share the checkpoints, so
+// 200 take seconds instead of minutes.
+func dropParallel(b *testing.B, dbs []tenancy.Database) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var g errgroup.Group
+	g.SetLimit(16)
+	for _, d := range dbs {
+		g.Go(func() error { return schema.DropDatabase(ctx, d.DSN, d.Name) })
+	}
+	require.NoError(b, g.Wait())
 }
 
 // timeOne is the time a run takes over one database alone, averaged over
