@@ -96,11 +96,17 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string
 	if ok {
 		return v, nil
 	}
-	if err := schema.CreateDatabase(ctx, serverDSN, name); err != nil {
-		return v, err
-	}
-	if v, err = schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0); err != nil {
-		return v, fmt.Errorf("template %s: %w", name, err)
+	if v, err = makeTemplate(ctx, serverDSN, dsn, name); err != nil {
+		// A provisioner killed while migrating it leaves the template
+		// dirty, and every later copy would fall back to the slow path.
+		// It holds no data: make it again from nothing.
+		p.log.Warn("template failed to migrate; making it again", "template", name, "err", err)
+		if err := schema.DropDatabase(ctx, serverDSN, name); err != nil {
+			return v, err
+		}
+		if v, err = makeTemplate(ctx, serverDSN, dsn, name); err != nil {
+			return v, err
+		}
 	}
 	// Roles belong to the server: a server registered or reached for the
 	// first time may not have the application role yet.
@@ -115,6 +121,19 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string
 	p.templatesMu.Lock()
 	p.templates[dsn] = v
 	p.templatesMu.Unlock()
+	return v, nil
+}
+
+// makeTemplate creates the template database if it is missing and
+// migrates it to the newest tenant schema.
+func makeTemplate(ctx context.Context, serverDSN, dsn, name string) (schema.Version, error) {
+	if err := schema.CreateDatabase(ctx, serverDSN, name); err != nil {
+		return schema.Version{}, err
+	}
+	v, err := schema.Migrate(ctx, dsn, migrations.Tenant, "tenant", 0)
+	if err != nil {
+		return v, fmt.Errorf("template %s: %w", name, err)
+	}
 	return v, nil
 }
 

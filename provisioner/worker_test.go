@@ -236,3 +236,41 @@ func BenchmarkProvision(b *testing.B) {
 		})
 	}
 }
+
+// TestDirtyTemplateIsRemade: a template a killed provisioner left dirty is
+// dropped and made again, and the tenant's database is a clean copy.
+func TestDirtyTemplateIsRemade(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	ctx := context.Background()
+	tmpl := f.cfg.DedicatedPrefix + "template"
+	_, err := New(f.cfg, f.store, quiet).CreateOrganization(ctx, CreateOrganization{Slug: "first", Name: "F", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	first, err := f.store.Tenant(ctx, mustOrg(t, f, "first"))
+	require.NoError(t, err)
+	require.NoError(t, f.prov.ProvisionDatabase(ctx, first.Placement.DatabaseID, func(string) {}))
+	_, err = tenancytest.Connect(t, f.env.DatabaseURL(t, tmpl)).Exec(ctx, `UPDATE schema_migrations SET dirty = true`)
+	require.NoError(t, err)
+
+	// A new process: the template is not known to be good.
+	p := New(f.cfg, f.store, quiet)
+	_, err = p.CreateOrganization(ctx, CreateOrganization{Slug: "second", Name: "S", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	second, err := f.store.Tenant(ctx, mustOrg(t, f, "second"))
+	require.NoError(t, err)
+	require.NoError(t, p.ProvisionDatabase(ctx, second.Placement.DatabaseID, func(string) {}))
+
+	for _, name := range []string{tmpl, f.cfg.DedicatedName("second")} {
+		var dirty bool
+		require.NoError(t, tenancytest.Connect(t, f.env.DatabaseURL(t, name)).QueryRow(ctx,
+			`SELECT dirty FROM schema_migrations`).Scan(&dirty))
+		require.False(t, dirty, name)
+	}
+}
+
+func mustOrg(t *testing.T, f *fleet, slug string) string {
+	t.Helper()
+	o, err := f.store.OrganizationBySlug(context.Background(), slug)
+	require.NoError(t, err)
+	return o.ID
+}
