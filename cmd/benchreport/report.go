@@ -349,7 +349,8 @@ func render(w io.Writer, run *Run, rows []Row) {
 			f := strings.Fields(l)
 			p("%s", strings.Join(f[:min(3, len(f))], " "))
 		}
-		p(". On %d cores, anything well above what the previous command left behind is other work on the machine.\n\n", run.Machine.Cores)
+		p(". These include the benchmarks' own load (they keep both cores busy and run dozens of PostgreSQL backends); " +
+			"other sessions on the machine may run at the same time, and the CPU figures of the latency benchmarks count every process.\n\n")
 	}
 
 	p("## Figures against their targets\n\n")
