@@ -7,7 +7,7 @@ import "slices"
 // is missed; like Detail it may name figures of the same benchmark in
 // braces. Write a Miss only from a measured cause.
 var targets = slices.Concat(targetFigures, []Spec{
-	thousandRate("uniform"), thousandRate("zipf"),
+	thousandRate("uniform", "uniform"), thousandRate("zipf", "Zipf"),
 }, otherFigures)
 
 var targetFigures = []Spec{
@@ -38,17 +38,19 @@ var targetFigures = []Spec{
 		Issue: 5, Cmp: "≤", Target: 300, Suffix: "ms", Detail: "slowest {max-ms} ms"},
 	{Bench: "Fanout", Unit: "wall/bound", Label: "Migration fan-out over 200 databases at concurrency 4, wall ÷ bound N × one ÷ C",
 		Issue: 5, Cmp: "≤", Target: 1.3, Suffix: "×",
-		Detail: "{ms/run} ms against the bound {bound-ms/run} ms; the same 200 at concurrency 1: {serial-ms} ms, at 2: {c2-ms} ms",
+		Detail: "{ms/run} ms against the bound {bound-ms/run} ms; the same 200 at concurrency 1: {serial-ms} ms, at 2: {c2-ms} ms; CPUs {cpu-%} % busy at 4, {serial-cpu-%} % at 1",
 		Miss: "The bound assumes that 4 migrations at once finish 4 times as fast as one; meeting 1.3× needs a speedup " +
 			"of 3.1× over migrating one database after another. Measured on the same 200 databases: concurrency 2 " +
-			"gave {c2-speedup}× and concurrency 4 gave {speedup}× over concurrency 1 ({serial-ms} ms). Migrating a " +
-			"database is work PostgreSQL does (DDL, catalog writes, a WAL flush per commit), and this machine has 2 " +
-			"cores shared by PostgreSQL and the runner, so no speedup near 4× is possible here; against min(concurrency, " +
-			"cores) the run stands at {wall/cpu-bound}× (`wall/cpu-bound`). What would meet it: a PostgreSQL server " +
-			"with at least as many cores as the fan-out's concurrency, or the dedicated databases spread over several " +
-			"servers (`tenantgate servers add`), where the concurrent migrations really run side by side. Also, this " +
-			"is the worst case: every database starts empty and takes the whole schema, while a real upgrade applies " +
-			"only the newest migrations."},
+			"gave {c2-speedup}× and concurrency 4 gave {speedup}× over concurrency 1 ({serial-ms} ms). The machine's " +
+			"2 cores were {serial-cpu-%} % busy at concurrency 1 and {cpu-%} % at 4: migrating a database is work " +
+			"PostgreSQL and the runner do on a CPU (a new backend per connection, DDL, files for every table and " +
+			"index, catalog writes), so once both cores are busy more concurrency cannot help, and no speedup " +
+			"above 2× is possible here; against min(concurrency, cores) the run stands at {wall/cpu-bound}× " +
+			"(`wall/cpu-bound`). What would meet it: a PostgreSQL server with at least as many cores as the " +
+			"fan-out's concurrency, or the dedicated databases spread over several servers (`tenantgate servers " +
+			"add`), where the concurrent migrations really run side by side. Also, this is the worst case: every " +
+			"database starts empty and takes the whole schema, while a real upgrade applies only the newest " +
+			"migrations."},
 	moveTotal("superuser-owner", "databases owned by a superuser, as in tests and `dev`"),
 	moveFreeze("superuser-owner", "databases owned by a superuser, as in tests and `dev`"),
 	moveTotal("plain-owner", "databases owned by a plain role, as on a managed PostgreSQL"),
@@ -103,7 +105,8 @@ func added(name, kind string) Spec {
 	return Spec{Bench: "AddedLatency/" + name, Unit: "added-p99-ms",
 		Label: "Added p99 latency at half the bare handler's maximum rate, GET /api/agents, " + kind + " tenant",
 		Issue: 7, Cmp: "≤", Target: 5, Suffix: "ms",
-		Detail: "gateway {gateway-p99-ms} ms vs bare {bare-p99-ms} ms at {offered-req/s} req/s; bare's maximum {bare-max-req/s} req/s",
+		Detail: "gateway {gateway-p99-ms} ms vs bare {bare-p99-ms} ms at {offered-req/s} req/s; bare's maximum " +
+			"{bare-max-req/s} req/s; CPUs {gateway-cpu-%} % vs {bare-cpu-%} % busy",
 		Miss: "The medians differ by {added-p50-ms} ms, which is what the gateway's own work costs a request; the " +
 			"tail is queueing. At the same rate the gateway needs more CPU per request than the bare handler, and " +
 			"the 2 cores also run the load generator, PostgreSQL and Redis: the machine was {gateway-cpu-%} % busy " +
@@ -126,9 +129,9 @@ func thousandConns(name, how string) Spec {
 		Detail: "sampled from pg_stat_activity every 10 ms; the pool cache's own count peaked at {peak-budget-conns}"}
 }
 
-func thousandRate(name string) Spec {
+func thousandRate(name, how string) Spec {
 	return Spec{Bench: "ThousandTenants/" + name, Unit: "req/s",
-		Label: "1,000 dedicated tenants, max_open 64, " + name + " traffic: throughput", Suffix: "req/s",
+		Label: "1,000 dedicated tenants, max_open 64, " + how + " traffic: throughput", Suffix: "req/s",
 		Detail: "p50 {p50-ms} ms, p99 {p99-ms} ms; pool cache hit rate {pool-hit-%} %, {evictions} evictions"}
 }
 
@@ -175,7 +178,8 @@ var notes = []struct{ bench, text string }{
 	{"LoadGatewayVsBare", "`router`. The real gateway (JWT or API key, tenant resolution, placement cache, Redis rate limit " +
 		"batched, idempotency check, JSON access log, Prometheus metrics) and a bare Fiber handler running the same store " +
 		"call through the same tenant scope and pool, both over loopback HTTP from 16 keep-alive clients that each wait " +
-		"for an answer before the next request (closed loop). Four 2 s rounds per contender; each round runs JWT, API key " +
+		"for an answer before the next request (closed loop). After a 1 s warm-up of each, four 2 s rounds per " +
+		"contender; each round runs JWT, API key " +
 		"and bare one after another, starting with a different one each round. Any failed request fails the benchmark."},
 	{"AddedLatency", "`router`. The bare handler's maximum rate is measured first (closed loop, two 2 s rounds); then " +
 		"gateway (JWT) and bare are each sent GET /api/agents at half that rate, open loop: request i leaves at " +
@@ -192,14 +196,17 @@ var notes = []struct{ bench, text string }{
 	{"NoisyNeighbour", "`router`, contract plan limits, Redis rate limits. A quiet pro tenant sends GET /api/agents " +
 		"open loop at 100 req/s (half its 200 rps), alone, and while a noisy tenant on the same shared database sends " +
 		"ten times its own limit (starter: 500 req/s; pro: 2,000 req/s), which the gateway answers beyond the limit " +
-		"with 429. Six alternating 4 s rounds of each kind; the quiet tenant's latencies of each kind are pooled. " +
-		"\"CPUs busy\" is the whole machine (every process) from /proc/stat during those rounds."},
+		"with 429. The noisy tenant's client is a process of its own (the test binary run again), as a " +
+		"tenant's client would be; the quiet one's shares the gateway's process. Ten alternating 4 s rounds of " +
+		"each kind; the quiet tenant's latencies of each kind are pooled. \"CPUs busy\" is the whole machine " +
+		"(every process) from /proc/stat during those rounds; GC cycles are the gateway process's."},
 	{"Provision", "`provisioner`. RegisterDedicated + ProvisionDatabase: CREATE DATABASE … TEMPLATE (or empty, then " +
 		"golang-migrate to the newest schema), grant to the application role, connect and query as that role, mark " +
 		"ready. 20 databases each way; the server's template is made before the timed runs."},
 	{"Fanout", "`provisioner/fanout`. 200 databases (the shared one and 199 dedicated) emptied, then migrated to the " +
 		"newest tenant schema by the fan-out at concurrency 4 (staged: shared first). \"One\" is the mean of three runs " +
-		"over one database alone; the bound is 200 × one ÷ 4. Then the same 200 migrated at concurrency 1."},
+		"over one database alone; the bound is 200 × one ÷ 4. Then the same 200 migrated at concurrency 1 and 2. " +
+		"\"CPUs busy\" is the whole machine from /proc/stat during the run."},
 	{"Move100k", "`provisioner/move`. A shared tenant with 100,000 rows over every tenant table, next to a neighbour " +
 		"of the same size, moved to a new dedicated database: fence, COPY from one snapshot, read-back verification, " +
 		"switch, cleanup. The freeze runs from the placement marked moving (gateways refuse the tenant's writes) to the " +

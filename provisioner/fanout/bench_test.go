@@ -2,7 +2,10 @@ package fanout
 
 import (
 	"context"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +30,8 @@ import (
 // shows what the fan-out itself costs. After the timed runs the same
 // databases are migrated again at concurrency 1 and 2: speedup is the
 // serial time over the time at 4 (the bound asks for ≥ 4 ÷ 1.3 ≈ 3.1),
-// c2-speedup the serial time over the time at 2.
+// c2-speedup the serial time over the time at 2. cpu-% and serial-cpu-%
+// say how busy the machine's CPUs were (every process) at 4 and at 1.
 //
 //	go test -run '^$' -bench Fanout -benchtime 1x ./provisioner/fanout/
 func BenchmarkFanout(b *testing.B) {
@@ -37,30 +41,39 @@ func BenchmarkFanout(b *testing.B) {
 	r := New(f.store, migrations.Tenant, "tenant", f.env.AppRole, quiet)
 	ctx := context.Background()
 	var wall, bound, cpuBound time.Duration
+	var busy, total uint64 // CPU ticks of the machine during the timed runs
 	for b.Loop() {
 		b.StopTimer()
 		f.empty(b, f.dbs...)
 		one := f.timeOne(b, r, f.db(b, 0))
 		b.StartTimer()
+		busy0, total0 := cpuTicks()
 		start := time.Now()
 		rep, err := r.Run(ctx, Options{Concurrency: concurrency}, nil)
 		wall += time.Since(start)
+		busy1, total1 := cpuTicks()
+		busy, total = busy+busy1-busy0, total+total1-total0
 		bound += one * n / concurrency
 		cpuBound += one * n / time.Duration(min(concurrency, runtime.NumCPU()))
 		require.NoError(b, err)
 		require.Equal(b, n, rep.Succeeded, "every database migrated")
 	}
 	b.StopTimer()
-	at := func(c int) time.Duration {
+	at := func(c int) (took time.Duration, cpu float64) {
 		f.empty(b, f.dbs...)
+		busy0, total0 := cpuTicks()
 		start := time.Now()
 		rep, err := r.Run(ctx, Options{Concurrency: c}, nil)
-		took := time.Since(start)
+		took = time.Since(start)
+		busy1, total1 := cpuTicks()
 		require.NoError(b, err)
 		require.Equal(b, n, rep.Succeeded, "every database migrated")
-		return took
+		return took, percent(busy1-busy0, total1-total0)
 	}
-	serial, two := at(1), at(2)
+	serial, serialCPU := at(1)
+	two, _ := at(2)
+	b.ReportMetric(percent(busy, total), "cpu-%")
+	b.ReportMetric(serialCPU, "serial-cpu-%")
 	b.ReportMetric(float64(serial.Milliseconds()), "serial-ms")
 	b.ReportMetric(float64(two.Milliseconds()), "c2-ms")
 	b.ReportMetric(float64(serial)/(float64(wall)/float64(b.N)), "speedup")
@@ -115,4 +128,33 @@ func (f *fixture) empty(b *testing.B, dbs ...tenancy.Database) {
 		require.NoError(b, err)
 		require.NoError(b, f.store.SetDatabaseVersion(ctx, d.ID, 0, false))
 	}
+}
+
+// cpuTicks reads the "cpu" line of /proc/stat: busy (all but idle and
+// iowait) and total ticks since boot; zeros where there is no such file.
+func cpuTicks() (busy, total uint64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		return 0, 0
+	}
+	for i, f := range fields[1:min(len(fields), 9)] { // user nice system idle iowait irq softirq steal
+		n, _ := strconv.ParseUint(f, 10, 64)
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
+}
+
+func percent(part, whole uint64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
 }
