@@ -31,11 +31,12 @@ import (
 // figures instead of slowing the sender. Rounds alternate gateway and
 // bare; the latencies of all rounds are pooled. It reports the p50 and p99
 // of each and the gateway's minus the bare's (target: p99 added ≤ 5 ms,
-// issue 7), and how busy the machine's CPUs were in each one's rounds.
+// issue 7), how busy the machine's CPUs were in each one's rounds and how
+// often this process (server and client) collected garbage.
 //
 //	go test -run '^$' -bench AddedLatency -benchtime 1x ./router/
 func BenchmarkAddedLatency(b *testing.B) {
-	const rounds, round = 6, 2 * time.Second
+	const rounds, round = 10, 2 * time.Second
 	bn := benchGateway(b, setupOptions{})
 	gateway := serveApp(b, bn.app)
 	tenants := map[string]benchTenant{
@@ -67,7 +68,9 @@ func BenchmarkAddedLatency(b *testing.B) {
 					}
 					for _, t := range []*target{first, second} {
 						t.cpu.start()
+						t.gc.start()
 						t.lat = append(t.lat, paced(b, *t, rate, round).ok...)
+						t.gc.stop()
 						t.cpu.stop()
 					}
 				}
@@ -75,6 +78,10 @@ func BenchmarkAddedLatency(b *testing.B) {
 			}
 			b.ReportMetric(gw.cpu.busy(), "gateway-cpu-%")
 			b.ReportMetric(br.cpu.busy(), "bare-cpu-%")
+			b.ReportMetric(gw.gc.perSecond(), "gateway-gc/s")
+			b.ReportMetric(br.gc.perSecond(), "bare-gc/s")
+			b.ReportMetric(gw.gc.pauseMs(), "gateway-gc-pause-ms")
+			b.ReportMetric(br.gc.pauseMs(), "bare-gc-pause-ms")
 			b.ReportMetric(bareMax, "bare-max-req/s")
 			b.ReportMetric(rate, "offered-req/s")
 			for _, q := range []struct {
@@ -249,7 +256,8 @@ func TestNoisyFlood(t *testing.T) {
 }
 
 // target is where paced sends its GETs; lat collects latencies across
-// rounds, and cpu how busy the machine was during them.
+// rounds, cpu how busy the machine was during them and gc how often this
+// process collected garbage.
 type target struct {
 	url, auth string
 	// tolerate is a status counted apart instead of failing the
@@ -257,6 +265,7 @@ type target struct {
 	tolerate int
 	lat      []time.Duration
 	cpu      cpuMeter
+	gc       gcMeter
 }
 
 type pacedResult struct {
