@@ -50,11 +50,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	now := time.Now()
-	if *started > 0 {
-		run.Duration = now.Sub(time.Unix(*started, 0)).Round(time.Second)
+	// The run ended when its output was last written: a report written
+	// again later from the same file keeps the run's date and duration.
+	info, err := f.Stat()
+	if err != nil {
+		return err
 	}
-	run.Date = now
+	run.Date = info.ModTime()
+	if *started > 0 {
+		run.Duration = run.Date.Sub(time.Unix(*started, 0)).Round(time.Second)
+	}
 	run.Machine = describeMachine(ctx, getenv)
 	rows := evaluate(run, targets)
 	var buf bytes.Buffer

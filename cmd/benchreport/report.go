@@ -316,9 +316,9 @@ func render(w io.Writer, run *Run, rows []Row) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
 	met, total := tally(rows)
 	p("# tenantgate benchmarks\n\n")
-	p("Written by `make bench` (`cmd/benchreport`) on %s", run.Date.UTC().Format("2006-01-02 15:04 MST"))
+	p("Written by `make bench` (`cmd/benchreport`) from a run that ended %s", run.Date.UTC().Format("2006-01-02 15:04 MST"))
 	if run.Duration > 0 {
-		p("; the whole run took %s", run.Duration)
+		p(" and took %s", run.Duration)
 	}
 	p(". Do not edit by hand: run `make bench` again.\n\n")
 	p("**%d of %d targets met.** Every figure is from this one run; nothing is copied from earlier runs.\n\n", met, total)

@@ -42,10 +42,11 @@ var targetFigures = []Spec{
 		Miss: "The bound assumes that 4 migrations at once finish 4 times as fast as one; meeting 1.3× needs a speedup " +
 			"of 3.1× over migrating one database after another. Measured on the same 200 databases: concurrency 2 " +
 			"gave {c2-speedup}× and concurrency 4 gave {speedup}× over concurrency 1 ({serial-ms} ms). The machine's " +
-			"2 cores were {serial-cpu-%} % busy at concurrency 1 and {cpu-%} % at 4: migrating a database is work " +
-			"PostgreSQL and the runner do on a CPU (a new backend per connection, DDL, files for every table and " +
-			"index, catalog writes), so once both cores are busy more concurrency cannot help, and no speedup " +
-			"above 2× is possible here; against min(concurrency, cores) the run stands at {wall/cpu-bound}× " +
+			"2 cores were {serial-cpu-%} % busy at concurrency 1 and {cpu-%} % at 4, that is saturated: migrating a " +
+			"database is work PostgreSQL and the runner do on a CPU (a new backend per connection, DDL, files for " +
+			"every table and index, catalog writes), and once both cores are busy more concurrency cannot help, so " +
+			"a 3.1× speedup needs more cores than this machine has. Against min(concurrency, cores) the run stands " +
+			"at {wall/cpu-bound}× " +
 			"(`wall/cpu-bound`). What would meet it: a PostgreSQL server with at least as many cores as the " +
 			"fan-out's concurrency, or the dedicated databases spread over several servers (`tenantgate servers " +
 			"add`), where the concurrent migrations really run side by side. Also, this is the worst case: every " +
@@ -153,7 +154,8 @@ func noisy(plan, rps string) Spec {
 			"the limit and answered with a JSON error and an access-log line, and its client runs on the same 2 " +
 			"cores. The machine went from {quiet-cpu-%} % to {crowded-cpu-%} % busy and the gateway's process from " +
 			"{quiet-gc/s} to {crowded-gc/s} garbage collections a second ({quiet-gc-pause-ms} → " +
-			"{crowded-gc-pause-ms} ms of pauses per second); a p99 of about 2 ms is where that shows. What would fix " +
+			"{crowded-gc-pause-ms} ms of pauses per second). With the quiet tenant's p99 near 2 ms, a few tenths of " +
+			"a millisecond spent waiting for a core or in a pause is the whole 10 %. What would fix " +
 			"it: refuse floods before they reach a gateway (per-tenant limits at the ingress or load balancer), and " +
 			"make a refusal cheaper in the gateway (fewer allocations on the 429 path, a sampled log line for " +
 			"refusals instead of one per request); on this machine the flood's client itself takes a share of the " +
