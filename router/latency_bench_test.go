@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
 // BenchmarkAddedLatency measures what the gateway adds to a request's
@@ -385,10 +385,10 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // that file is missing it reports 0.
 type cpuMeter struct{ busyTicks, totalTicks, at0Busy, at0Total uint64 }
 
-func (m *cpuMeter) start() { m.at0Busy, m.at0Total = cpuTicks() }
+func (m *cpuMeter) start() { m.at0Busy, m.at0Total = tenancytest.CPUTicks() }
 
 func (m *cpuMeter) stop() {
-	busy, total := cpuTicks()
+	busy, total := tenancytest.CPUTicks()
 	m.busyTicks += busy - m.at0Busy
 	m.totalTicks += total - m.at0Total
 }
@@ -437,26 +437,4 @@ func (m *gcMeter) pauseMs() float64 {
 		return 0
 	}
 	return ms(m.pause) / m.span.Seconds()
-}
-
-// cpuTicks reads the "cpu" line of /proc/stat: busy (all but idle and
-// iowait) and total ticks since boot.
-func cpuTicks() (busy, total uint64) {
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	fields := strings.Fields(line)
-	if len(fields) < 2 {
-		return 0, 0
-	}
-	for i, f := range fields[1:min(len(fields), 9)] { // user nice system idle iowait irq softirq steal
-		n, _ := strconv.ParseUint(f, 10, 64)
-		total += n
-		if i != 3 && i != 4 {
-			busy += n
-		}
-	}
-	return busy, total
 }

@@ -2,10 +2,7 @@ package fanout
 
 import (
 	"context"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
 // BenchmarkFanout migrates 200 empty databases (the shared one and 199
@@ -47,11 +45,11 @@ func BenchmarkFanout(b *testing.B) {
 		f.empty(b, f.dbs...)
 		one := f.timeOne(b, r, f.db(b, 0))
 		b.StartTimer()
-		busy0, total0 := cpuTicks()
+		busy0, total0 := tenancytest.CPUTicks()
 		start := time.Now()
 		rep, err := r.Run(ctx, Options{Concurrency: concurrency}, nil)
 		wall += time.Since(start)
-		busy1, total1 := cpuTicks()
+		busy1, total1 := tenancytest.CPUTicks()
 		busy, total = busy+busy1-busy0, total+total1-total0
 		bound += one * n / concurrency
 		cpuBound += one * n / time.Duration(min(concurrency, runtime.NumCPU()))
@@ -61,11 +59,11 @@ func BenchmarkFanout(b *testing.B) {
 	b.StopTimer()
 	at := func(c int) (took time.Duration, cpu float64) {
 		f.empty(b, f.dbs...)
-		busy0, total0 := cpuTicks()
+		busy0, total0 := tenancytest.CPUTicks()
 		start := time.Now()
 		rep, err := r.Run(ctx, Options{Concurrency: c}, nil)
 		took = time.Since(start)
-		busy1, total1 := cpuTicks()
+		busy1, total1 := tenancytest.CPUTicks()
 		require.NoError(b, err)
 		require.Equal(b, n, rep.Succeeded, "every database migrated")
 		return took, percent(busy1-busy0, total1-total0)
@@ -128,28 +126,6 @@ func (f *fixture) empty(b *testing.B, dbs ...tenancy.Database) {
 		require.NoError(b, err)
 		require.NoError(b, f.store.SetDatabaseVersion(ctx, d.ID, 0, false))
 	}
-}
-
-// cpuTicks reads the "cpu" line of /proc/stat: busy (all but idle and
-// iowait) and total ticks since boot; zeros where there is no such file.
-func cpuTicks() (busy, total uint64) {
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0
-	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	fields := strings.Fields(line)
-	if len(fields) < 2 {
-		return 0, 0
-	}
-	for i, f := range fields[1:min(len(fields), 9)] { // user nice system idle iowait irq softirq steal
-		n, _ := strconv.ParseUint(f, 10, 64)
-		total += n
-		if i != 3 && i != 4 {
-			busy += n
-		}
-	}
-	return busy, total
 }
 
 func percent(part, whole uint64) float64 {

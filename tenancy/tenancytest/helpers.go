@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -80,4 +82,27 @@ func (b *LogBuffer) Count(level string) int {
 func NewLog() (*slog.Logger, *LogBuffer) {
 	b := &LogBuffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
+}
+
+// CPUTicks reads the "cpu" line of /proc/stat: busy (all but idle and
+// iowait) and total ticks since boot; zeros where there is no such file.
+// Benchmarks report how busy the machine was while they ran.
+func CPUTicks() (busy, total uint64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		return 0, 0
+	}
+	for i, f := range fields[1:min(len(fields), 9)] { // user nice system idle iowait irq softirq steal
+		n, _ := strconv.ParseUint(f, 10, 64)
+		total += n
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
 }
