@@ -70,6 +70,12 @@ func (s *server) observe(c *fiber.Ctx) error {
 	// The method is cloned: it is a view of fasthttp's reused buffer, and
 	// Prometheus keeps label values.
 	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, slug, elapsed)
+	if status == fiber.StatusTooManyRequests && s.refusalLogs != nil && !s.refusalLogs.Allow() {
+		// A client flooding past its rate limit would otherwise write a
+		// log line per refusal, on the cores its neighbours share; the
+		// refusals are all counted in tenantgate_rate_limited_total.
+		return nil
+	}
 	// LogAttrs with typed attributes: the access log runs on every request
 	// and is the largest cost the gateway adds to one.
 	s.Log.LogAttrs(c.UserContext(), slog.LevelInfo, "request", slog.String("requestId", id),

@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -93,6 +94,10 @@ type Deps struct {
 	PasswordParams identity.PasswordParams
 }
 
+// refusalLogsPerSecond is how many 429 answers a second get an access log
+// line, over all tenants.
+const refusalLogsPerSecond = 20
+
 // New returns the public API app.
 func New(d Deps) *fiber.App {
 	if d.RequestTimeout == 0 {
@@ -112,7 +117,7 @@ func New(d Deps) *fiber.App {
 	}
 	app := newApp(d.Log, d.ProxyHeader)
 	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams),
-		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
+		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), refusalLogs: rate.NewLimiter(refusalLogsPerSecond, refusalLogsPerSecond)}
 	routes(app, s)
 	return app
 }
@@ -168,4 +173,6 @@ type server struct {
 	Deps
 	dummyHash string
 	hashSlots chan struct{} // see hashSlot
+	// refusalLogs bounds the access log lines of 429 answers.
+	refusalLogs *rate.Limiter
 }

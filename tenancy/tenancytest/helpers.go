@@ -106,3 +106,10 @@ func CPUTicks() (busy, total uint64) {
 	}
 	return busy, total
 }
+
+// String is everything logged so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
