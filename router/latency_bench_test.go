@@ -37,17 +37,7 @@ import (
 //	go test -run '^$' -bench AddedLatency -benchtime 1x ./router/
 func BenchmarkAddedLatency(b *testing.B) {
 	const rounds, round = 10, 2 * time.Second
-	bn := benchGateway(b, setupOptions{})
-	gateway := serveApp(b, bn.app)
-	tenants := map[string]benchTenant{
-		"shared":    bn.benchTenant(b, "latency-shared", tenancy.PlanPro),
-		"dedicated": bn.benchTenant(b, "latency-dedicated", tenancy.PlanEnterprise),
-	}
-	resolved := map[string]tenancy.Tenant{}
-	for kind, t := range tenants {
-		resolved[kind] = t.resolved
-	}
-	bare := serveApp(b, bareApp(bn.data, resolved))
+	gateway, bare, tenants := benchPair(b, "latency")
 
 	for _, kind := range []string{"shared", "dedicated"} {
 		b.Run(kind+"-list", func(b *testing.B) {

@@ -45,17 +45,7 @@ const (
 //
 //	go test -run '^$' -bench LoadGatewayVsBare -benchtime 1x ./router/
 func BenchmarkLoadGatewayVsBare(b *testing.B) {
-	bn := benchGateway(b, setupOptions{})
-	gateway := serveApp(b, bn.app)
-	tenants := map[string]benchTenant{
-		"shared":    bn.benchTenant(b, "load-shared", tenancy.PlanPro),
-		"dedicated": bn.benchTenant(b, "load-dedicated", tenancy.PlanEnterprise),
-	}
-	resolved := map[string]tenancy.Tenant{}
-	for kind, t := range tenants {
-		resolved[kind] = t.resolved
-	}
-	bare := serveApp(b, bareApp(bn.data, resolved))
+	gateway, bare, tenants := benchPair(b, "load")
 
 	for _, kind := range []string{"shared", "dedicated"} {
 		for _, op := range []struct{ name, method, gateway, bare string }{
@@ -89,6 +79,23 @@ func BenchmarkLoadGatewayVsBare(b *testing.B) {
 			})
 		}
 	}
+}
+
+// benchPair serves the production-like gateway and, beside it, a bare
+// handler over the same pools, with a shared and a dedicated tenant named
+// after prefix; it returns both addresses and the tenants by kind.
+func benchPair(b *testing.B, prefix string) (gateway, bare string, tenants map[string]benchTenant) {
+	bn := benchGateway(b, setupOptions{})
+	gateway = serveApp(b, bn.app)
+	tenants = map[string]benchTenant{
+		"shared":    bn.benchTenant(b, prefix+"-shared", tenancy.PlanPro),
+		"dedicated": bn.benchTenant(b, prefix+"-dedicated", tenancy.PlanEnterprise),
+	}
+	resolved := map[string]tenancy.Tenant{}
+	for kind, t := range tenants {
+		resolved[kind] = t.resolved
+	}
+	return gateway, serveApp(b, bareApp(bn.data, resolved)), tenants
 }
 
 // benchGateway is the gateway as production runs it, for benchmarks: a

@@ -56,12 +56,7 @@ func requestID(c *fiber.Ctx) string {
 func (s *server) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	id := requestID(c)
-	err := c.Next()
-	if err != nil {
-		if herr := c.App().ErrorHandler(c, err); herr != nil {
-			c.Status(fiber.StatusInternalServerError)
-		}
-	}
+	render(c, c.Next())
 	status := c.Response().StatusCode()
 	route := c.Route().Path
 	t, _ := tenancy.TenantFrom(c.UserContext())
@@ -83,6 +78,17 @@ func (s *server) observe(c *fiber.Ctx) error {
 		slog.Int("status", status), slog.Float64("durationMs", float64(elapsed.Microseconds())/1000),
 		slog.String("organizationId", t.Organization.ID))
 	return nil
+}
+
+// render answers err, if any, through the app's one error handler, so
+// that the middleware calling it knows the status.
+func render(c *fiber.Ctx, err error) {
+	if err == nil {
+		return
+	}
+	if herr := c.App().ErrorHandler(c, err); herr != nil {
+		c.Status(fiber.StatusInternalServerError)
+	}
 }
 
 // recover turns a panic into a 500 with the contract's shape and logs it.

@@ -30,11 +30,7 @@ func tracing(tp trace.TracerProvider) fiber.Handler {
 			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(method), semconv.URLPath(strings.Clone(c.Path()))))
 		defer span.End()
 		c.SetUserContext(ctx)
-		if err := c.Next(); err != nil {
-			if herr := c.App().ErrorHandler(c, err); herr != nil {
-				c.Status(fiber.StatusInternalServerError)
-			}
-		}
+		render(c, c.Next())
 		status := c.Response().StatusCode()
 		route := c.Route().Path // a registered pattern: immutable
 		span.SetName(method + " " + route)

@@ -57,22 +57,27 @@ func orDefault(v, def string) string {
 
 // cpuModel is the first "model name" of /proc/cpuinfo.
 func cpuModel(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
+	return firstMatch(path, func(line string) (string, bool) {
+		k, v, ok := strings.Cut(line, ":")
+		return strings.TrimSpace(v), ok && strings.TrimSpace(k) == "model name"
+	})
 }
 
 // memTotal is MemTotal of /proc/meminfo in GiB.
 func memTotal(path string) string {
+	return firstMatch(path, func(line string) (string, bool) {
+		fields := strings.Fields(line)
+		if len(fields) < 2 || fields[0] != "MemTotal:" {
+			return "", false
+		}
+		kib, err := strconv.ParseFloat(fields[1], 64)
+		return fmt.Sprintf("%.1f GiB", kib/(1<<20)), err == nil
+	})
+}
+
+// firstMatch is what match makes of the first line of the file at path it
+// accepts; "unknown" when none does or the file cannot be read.
+func firstMatch(path string, match func(line string) (string, bool)) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return "unknown"
@@ -80,13 +85,8 @@ func memTotal(path string) string {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		fields := strings.Fields(s.Text())
-		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			kib, err := strconv.ParseFloat(fields[1], 64)
-			if err != nil {
-				break
-			}
-			return fmt.Sprintf("%.1f GiB", kib/(1<<20))
+		if v, ok := match(s.Text()); ok {
+			return v
 		}
 	}
 	return "unknown"

@@ -721,7 +721,7 @@ const asCommandEnv = "TENANTGATE_TEST_AS_COMMAND"
 // again as the command.
 type command struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *tenancytest.LogBuffer
 	done chan struct{}
 }
 
@@ -730,7 +730,7 @@ type command struct {
 func startCommand(t *testing.T, args ...string) *command {
 	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(os.Environ(), asCommandEnv+"=1")
-	c := &command{cmd: cmd, out: &lockedBuffer{}, done: make(chan struct{})}
+	c := &command{cmd: cmd, out: &tenancytest.LogBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	require.NoError(t, cmd.Start())
 	go func() {
@@ -750,25 +750,6 @@ func startCommand(t *testing.T, args ...string) *command {
 func (c *command) kill() {
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
 	<-c.done
-}
-
-// lockedBuffer collects a child's output, written from the goroutines of
-// exec.Cmd.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // pollUntil checks cond every interval until it holds; it fails the test

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -68,13 +67,11 @@ func (c *collector) trace(id []byte) []*tracepb.Span {
 	return out
 }
 
+// attr is the string attribute key of s, or "".
 func attr(s *tracepb.Span, key string) string {
 	for _, a := range s.GetAttributes() {
 		if a.GetKey() == key {
-			if v := a.GetValue().GetStringValue(); v != "" {
-				return v
-			}
-			return strings.TrimSpace(strings.Trim(a.GetValue().String(), "int_value:"))
+			return a.GetValue().GetStringValue()
 		}
 	}
 	return ""

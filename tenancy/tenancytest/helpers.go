@@ -59,7 +59,7 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// LogBuffer collects log lines written from any goroutine.
+// LogBuffer collects log lines, or any output, written from any goroutine.
 type LogBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
