@@ -7,7 +7,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -15,11 +17,13 @@ import (
 	"github.com/spf13/viper"
 )
 
-// Plan limits: zero means unlimited nowhere; every plan has all three.
+// PlanLimits are one plan's limits (plans.<plan>.*): zero means unlimited
+// nowhere; every plan has all of them.
 type PlanLimits struct {
-	MaxAgents       int `mapstructure:"max_agents"`
-	MaxAgentMinutes int `mapstructure:"max_agent_minutes"`
-	RPS             int `mapstructure:"rps"`
+	MaxAgents       int `mapstructure:"max_agents"`        // live agents per organization; free 5, starter 20, pro 100, enterprise 1000
+	MaxAgentMinutes int `mapstructure:"max_agent_minutes"` // agent-minutes per billing period; free 1000, starter 5000, pro 25000, enterprise 250000
+	RPS             int `mapstructure:"rps"`               // requests per second per organization; free 10, starter 50, pro 200, enterprise 1000
+	MaxSchedules    int `mapstructure:"max_schedules"`     // schedules per organization; free 5, starter 20, pro 100, enterprise 1000
 }
 
 // Config is every setting of CONTRACT §2 plus a few of our own.
@@ -39,11 +43,12 @@ type Config struct {
 	AdminToken      string `mapstructure:"admin_token"`       // empty: /admin/* answers 403
 	JWTSecret       string `mapstructure:"jwt_secret"`        // required by serve
 	JWTPrevious     []string
-	JWTTTL          time.Duration `mapstructure:"jwt_ttl"`         // default 1h
-	RequestTimeout  time.Duration `mapstructure:"request_timeout"` // per-request deadline; default 10s
-	BaseDomain      string        `mapstructure:"base_domain"`
-	ProxyHeader     string        `mapstructure:"proxy_header"` // client address header set by a trusted proxy; empty: the connection's
-	LogLevel        string        `mapstructure:"log_level"`    // debug, info, warn, error; default info
+	JWTTTL          time.Duration  `mapstructure:"jwt_ttl"`         // default 1h
+	RequestTimeout  time.Duration  `mapstructure:"request_timeout"` // per-request deadline; default 10s
+	BaseDomain      string         `mapstructure:"base_domain"`
+	ProxyHeader     string         `mapstructure:"proxy_header"` // client address header set by a trusted proxy; empty (default): the connection's
+	TrustedProxies  []netip.Prefix `mapstructure:"-"`            // trusted_proxies: CIDRs (a bare address is a /32 or /128) of the proxies allowed to set ProxyHeader; default empty, required with it
+	LogLevel        string         `mapstructure:"log_level"`    // debug, info, warn, error; default info
 	Signup          struct {
 		Mode string `mapstructure:"mode"` // open or waitlist; default waitlist
 	} `mapstructure:"signup"`
@@ -69,7 +74,11 @@ type Config struct {
 		GracePeriod   time.Duration     `mapstructure:"grace_period"` // default 72h
 	} `mapstructure:"stripe"`
 	Events struct {
-		AllowedOrigins []string `mapstructure:"allowed_origins"`
+		AllowedOrigins []string `mapstructure:"allowed_origins"` // Origins allowed to open /api/events; default empty (any Origin refused)
+		// MaxSocketsPerOrganization is how many WebSockets one organization
+		// may hold open on one gateway replica (a count, not per user);
+		// past it the upgrade gets 429. Default 100; 0 turns the cap off.
+		MaxSocketsPerOrganization int `mapstructure:"max_sockets_per_organization"`
 	} `mapstructure:"events"`
 	Provisioner struct {
 		// AdminAddr is the provisioner's ops listener (/healthz, /readyz,
@@ -92,62 +101,72 @@ type Config struct {
 		SampleRatio float64 `mapstructure:"sample_ratio"` // of root spans; default 1
 	} `mapstructure:"otel"`
 	Plans map[string]PlanLimits `mapstructure:"plans"`
+
+	// badProxies are the trusted_proxies entries Load could not read, for
+	// Validate to report: TrustedProxies can only hold good ones.
+	badProxies []string
 }
 
 // Defaults of every key. viper only sees environment variables for keys it
 // knows, so every key has a default here, even an empty one.
 var defaults = map[string]any{
-	"database_url":                       "postgres://localhost:5432/tenantgate?sslmode=disable",
-	"shared_database_url":                "postgres://localhost:5432/tenantgate_shared?sslmode=disable",
-	"dedicated.server_url":               "",
-	"dedicated.database_prefix":          "tg_tenant_",
-	"app_role":                           "tenantgate_app",
-	"app_role_password":                  "",
-	"redis_url":                          "",
-	"redis_prefix":                       "tenantgate:",
-	"http_addr":                          ":8080",
-	"admin_addr":                         "127.0.0.1:9090",
-	"admin_token":                        "",
-	"jwt_secret":                         "",
-	"jwt_previous_secrets":               "",
-	"jwt_ttl":                            "1h",
-	"request_timeout":                    "10s",
-	"base_domain":                        "",
-	"proxy_header":                       "",
-	"log_level":                          "info",
-	"signup.mode":                        "waitlist",
-	"pools.max_open":                     64,
-	"pools.max_total_conns":              80,
-	"pools.shared_conns":                 16,
-	"pools.dedicated_conns":              4,
-	"pools.connect_timeout":              "2s",
-	"pools.max_server_conns":             0,
-	"placement.ttl":                      "30s",
-	"login.max_failures":                 5,
-	"login.max_failures_per_ip":          30,
-	"login.window":                       "15m",
-	"stripe.webhook_secret":              "",
-	"stripe.prices":                      map[string]string{},
-	"stripe.grace_period":                "72h",
-	"events.allowed_origins":             "",
-	"provisioner.admin_addr":             "127.0.0.1:9091",
-	"metrics.top_tenants":                10,
-	"otel.endpoint":                      "",
-	"otel.insecure":                      false,
-	"otel.service_name":                  "tenantgate",
-	"otel.sample_ratio":                  1.0,
-	"plans.free.max_agents":              5,
-	"plans.free.max_agent_minutes":       1000,
-	"plans.free.rps":                     10,
-	"plans.starter.max_agents":           20,
-	"plans.starter.max_agent_minutes":    5000,
-	"plans.starter.rps":                  50,
-	"plans.pro.max_agents":               100,
-	"plans.pro.max_agent_minutes":        25000,
-	"plans.pro.rps":                      200,
-	"plans.enterprise.max_agents":        1000,
-	"plans.enterprise.max_agent_minutes": 250000,
-	"plans.enterprise.rps":               1000,
+	"database_url":                        "postgres://localhost:5432/tenantgate?sslmode=disable",
+	"shared_database_url":                 "postgres://localhost:5432/tenantgate_shared?sslmode=disable",
+	"dedicated.server_url":                "",
+	"dedicated.database_prefix":           "tg_tenant_",
+	"app_role":                            "tenantgate_app",
+	"app_role_password":                   "",
+	"redis_url":                           "",
+	"redis_prefix":                        "tenantgate:",
+	"http_addr":                           ":8080",
+	"admin_addr":                          "127.0.0.1:9090",
+	"admin_token":                         "",
+	"jwt_secret":                          "",
+	"jwt_previous_secrets":                "",
+	"jwt_ttl":                             "1h",
+	"request_timeout":                     "10s",
+	"base_domain":                         "",
+	"proxy_header":                        "",
+	"trusted_proxies":                     "",
+	"log_level":                           "info",
+	"signup.mode":                         "waitlist",
+	"pools.max_open":                      64,
+	"pools.max_total_conns":               80,
+	"pools.shared_conns":                  16,
+	"pools.dedicated_conns":               4,
+	"pools.connect_timeout":               "2s",
+	"pools.max_server_conns":              0,
+	"placement.ttl":                       "30s",
+	"login.max_failures":                  5,
+	"login.max_failures_per_ip":           30,
+	"login.window":                        "15m",
+	"stripe.webhook_secret":               "",
+	"stripe.prices":                       map[string]string{},
+	"stripe.grace_period":                 "72h",
+	"events.allowed_origins":              "",
+	"events.max_sockets_per_organization": 100,
+	"provisioner.admin_addr":              "127.0.0.1:9091",
+	"metrics.top_tenants":                 10,
+	"otel.endpoint":                       "",
+	"otel.insecure":                       false,
+	"otel.service_name":                   "tenantgate",
+	"otel.sample_ratio":                   1.0,
+	"plans.free.max_agents":               5,
+	"plans.free.max_agent_minutes":        1000,
+	"plans.free.rps":                      10,
+	"plans.free.max_schedules":            5,
+	"plans.starter.max_agents":            20,
+	"plans.starter.max_agent_minutes":     5000,
+	"plans.starter.rps":                   50,
+	"plans.starter.max_schedules":         20,
+	"plans.pro.max_agents":                100,
+	"plans.pro.max_agent_minutes":         25000,
+	"plans.pro.rps":                       200,
+	"plans.pro.max_schedules":             100,
+	"plans.enterprise.max_agents":         1000,
+	"plans.enterprise.max_agent_minutes":  250000,
+	"plans.enterprise.rps":                1000,
+	"plans.enterprise.max_schedules":      1000,
 }
 
 // New returns a viper with tenantgate's defaults and environment binding.
@@ -163,20 +182,29 @@ func New() *viper.Viper {
 	return v
 }
 
+// DefaultFile is the config file read from the working directory when no
+// --config is given.
+const DefaultFile = "tenantgate.yaml"
+
 // Load reads file (or ./tenantgate.yaml when file is empty and it exists)
 // into v and returns the resulting Config.
+//
+// Without a file it names ./tenantgate.yaml exactly instead of letting viper
+// search for "tenantgate": viper's search also takes an extensionless
+// ./tenantgate, which is the binary itself when it runs from its own
+// directory, and tenantgate.json, .toml and the like, which the contract
+// does not promise to read.
 func Load(v *viper.Viper, file string) (Config, error) {
-	if file != "" {
-		v.SetConfigFile(file)
-	} else {
-		v.SetConfigName("tenantgate")
-		v.SetConfigType("yaml")
-		v.AddConfigPath(".")
+	name := file
+	if name == "" {
+		if _, err := os.Stat(DefaultFile); err == nil || !errors.Is(err, os.ErrNotExist) {
+			name = DefaultFile // present, or there but unreadable: ReadInConfig says why
+		}
 	}
-	if err := v.ReadInConfig(); err != nil {
-		var notFound viper.ConfigFileNotFoundError
-		if file != "" || !errors.As(err, &notFound) {
-			return Config{}, fmt.Errorf("config: read %s: %w", orDefault(file, "tenantgate.yaml"), err)
+	if name != "" {
+		v.SetConfigFile(name)
+		if err := v.ReadInConfig(); err != nil {
+			return Config{}, fmt.Errorf("config: read %s: %w", name, err)
 		}
 	}
 	if raw, ok := v.Get("stripe.prices").(string); ok {
@@ -195,6 +223,7 @@ func Load(v *viper.Viper, file string) (Config, error) {
 	c.JWTPrevious = list(v.Get("jwt_previous_secrets"))
 
 	c.Events.AllowedOrigins = list(v.Get("events.allowed_origins"))
+	c.TrustedProxies, c.badProxies = parsePrefixes(list(v.Get("trusted_proxies")))
 	if c.Dedicated.ServerURL == "" {
 		c.Dedicated.ServerURL = c.DatabaseURL
 	}
@@ -224,11 +253,28 @@ func list(raw any) []string {
 	return out
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
+// parsePrefixes reads CIDRs and single addresses (as /32 or /128), masked
+// to their network; it returns the entries it could not read apart.
+func parsePrefixes(items []string) (prefixes []netip.Prefix, bad []string) {
+	for _, item := range items {
+		if p, err := netip.ParsePrefix(item); err == nil {
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				// ::ffff:10.0.0.0/104 is 10.0.0.0/8: addresses are compared
+				// unmapped.
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
+			prefixes = append(prefixes, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(item)
+		if err != nil || a.Zone() != "" {
+			bad = append(bad, item)
+			continue
+		}
+		a = a.Unmap()
+		prefixes = append(prefixes, netip.PrefixFrom(a, a.BitLen()))
 	}
-	return s
+	return prefixes, bad
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,21}$`)
@@ -265,6 +311,19 @@ func (c Config) Validate() error {
 		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
 		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
 		positiveDuration("login.window", c.Login.Window))
+	if len(c.badProxies) > 0 {
+		errs = append(errs, fmt.Errorf("trusted_proxies (%s): %q: not a CIDR (10.0.0.0/8) or an address (10.0.0.1)",
+			envName("trusted_proxies"), c.badProxies))
+	}
+	if c.ProxyHeader != "" && len(c.TrustedProxies) == 0 && len(c.badProxies) == 0 {
+		errs = append(errs, fmt.Errorf("proxy_header (%s) is %q but trusted_proxies (%s) is empty: the header would be ignored; "+
+			"list the CIDRs of the proxies that set it, or unset proxy_header",
+			envName("proxy_header"), c.ProxyHeader, envName("trusted_proxies")))
+	}
+	if c.Events.MaxSocketsPerOrganization < 0 {
+		errs = append(errs, fmt.Errorf("events.max_sockets_per_organization (%s): must be 0 or more (got %d)",
+			envName("events.max_sockets_per_organization"), c.Events.MaxSocketsPerOrganization))
+	}
 	if c.Metrics.TopTenants < 0 {
 		errs = append(errs, fmt.Errorf("metrics.top_tenants (%s): must be 0 or more (got %d)", envName("metrics.top_tenants"), c.Metrics.TopTenants))
 	}
@@ -282,7 +341,8 @@ func (c Config) Validate() error {
 	for _, p := range []string{"free", "starter", "pro", "enterprise"} {
 		l := c.Plans[p]
 		errs = append(errs, positive("plans."+p+".max_agents", l.MaxAgents),
-			positive("plans."+p+".max_agent_minutes", l.MaxAgentMinutes), positive("plans."+p+".rps", l.RPS))
+			positive("plans."+p+".max_agent_minutes", l.MaxAgentMinutes), positive("plans."+p+".rps", l.RPS),
+			positive("plans."+p+".max_schedules", l.MaxSchedules))
 	}
 	return errors.Join(errs...)
 }

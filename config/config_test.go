@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,10 +23,13 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, 64, c.Pools.MaxOpen)
 	require.Equal(t, 80, c.Pools.MaxTotalConns)
 	require.Equal(t, 72*time.Hour, c.Stripe.GracePeriod)
-	require.Equal(t, PlanLimits{5, 1000, 10}, c.Plans["free"])
-	require.Equal(t, PlanLimits{20, 5000, 50}, c.Plans["starter"])
-	require.Equal(t, PlanLimits{100, 25000, 200}, c.Plans["pro"])
-	require.Equal(t, PlanLimits{1000, 250000, 1000}, c.Plans["enterprise"])
+	require.Equal(t, PlanLimits{MaxAgents: 5, MaxAgentMinutes: 1000, RPS: 10, MaxSchedules: 5}, c.Plans["free"])
+	require.Equal(t, PlanLimits{MaxAgents: 20, MaxAgentMinutes: 5000, RPS: 50, MaxSchedules: 20}, c.Plans["starter"])
+	require.Equal(t, PlanLimits{MaxAgents: 100, MaxAgentMinutes: 25000, RPS: 200, MaxSchedules: 100}, c.Plans["pro"])
+	require.Equal(t, PlanLimits{MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: 1000, MaxSchedules: 1000}, c.Plans["enterprise"])
+	require.Equal(t, 100, c.Events.MaxSocketsPerOrganization)
+	require.Empty(t, c.ProxyHeader)
+	require.Empty(t, c.TrustedProxies)
 	require.NoError(t, c.Validate())
 }
 
@@ -41,11 +45,15 @@ jwt_previous_secrets: [a, b]
 plans:
   free:
     max_agents: 7
+    max_schedules: 9
+events:
+  max_sockets_per_organization: 12
 pools:
   max_open: 3
 `), 0o600))
 	t.Setenv("TENANTGATE_ADMIN_ADDR", "127.0.0.1:7002")
 	t.Setenv("TENANTGATE_PLANS_PRO_RPS", "999")
+	t.Setenv("TENANTGATE_PLANS_PRO_MAX_SCHEDULES", "321")
 	t.Setenv("TENANTGATE_EVENTS_ALLOWED_ORIGINS", "https://a.example, https://b.example")
 	c, err := Load(New(), file)
 	require.NoError(t, err)
@@ -54,6 +62,10 @@ pools:
 	require.Equal(t, 7, c.Plans["free"].MaxAgents)
 	require.Equal(t, 1000, c.Plans["free"].MaxAgentMinutes, "keys the file leaves out keep their defaults")
 	require.Equal(t, 999, c.Plans["pro"].RPS)
+	require.Equal(t, 9, c.Plans["free"].MaxSchedules)
+	require.Equal(t, 321, c.Plans["pro"].MaxSchedules)
+	require.Equal(t, 20, c.Plans["starter"].MaxSchedules, "keys the file leaves out keep their defaults")
+	require.Equal(t, 12, c.Events.MaxSocketsPerOrganization)
 	require.Equal(t, 3, c.Pools.MaxOpen)
 	require.Equal(t, []string{"a", "b"}, c.JWTPrevious)
 	require.Equal(t, []string{"https://a.example", "https://b.example"}, c.Events.AllowedOrigins)
@@ -107,4 +119,106 @@ func TestStripePricesFromEnv(t *testing.T) {
 	c, err = Load(New(), "")
 	require.NoError(t, err)
 	require.ErrorContains(t, c.Validate(), "platinum")
+}
+
+func TestTrustedProxiesFromEnv(t *testing.T) {
+	t.Setenv("TENANTGATE_PROXY_HEADER", "X-Forwarded-For")
+	t.Setenv("TENANTGATE_TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,2001:db8::/32, 2001:db8:1::5, 172.16.3.9/12, ::ffff:100.64.0.0/106")
+	c, err := Load(New(), "")
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"),
+		netip.MustParsePrefix("192.168.1.7/32"),
+		netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("2001:db8:1::5/128"),
+		netip.MustParsePrefix("172.16.0.0/12"), // host bits masked off
+		netip.MustParsePrefix("100.64.0.0/10"), // an IPv4-mapped CIDR is the IPv4 one
+	}, c.TrustedProxies)
+	require.NoError(t, c.Validate())
+}
+
+func TestTrustedProxiesFromFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "tg.yaml")
+	require.NoError(t, os.WriteFile(file, []byte(`
+proxy_header: X-Forwarded-For
+trusted_proxies:
+  - 10.42.0.0/16
+  - fd00::1
+`), 0o600))
+	c, err := Load(New(), file)
+	require.NoError(t, err)
+	require.Equal(t, "X-Forwarded-For", c.ProxyHeader)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.42.0.0/16"), netip.MustParsePrefix("fd00::1/128")}, c.TrustedProxies)
+	require.NoError(t, c.Validate())
+}
+
+func TestTrustedProxiesValidation(t *testing.T) {
+	t.Setenv("TENANTGATE_TRUSTED_PROXIES", "10.0.0.0/8,10.0.0.0/33,proxy.internal,fe80::1%eth0")
+	c, err := Load(New(), "")
+	require.NoError(t, err)
+	err = c.Validate()
+	require.ErrorContains(t, err, "TENANTGATE_TRUSTED_PROXIES")
+	for _, bad := range []string{"10.0.0.0/33", "proxy.internal", "fe80::1%eth0"} {
+		require.ErrorContains(t, err, bad)
+	}
+	require.NotContains(t, err.Error(), `"10.0.0.0/8"`, "only the bad entries are named")
+
+	// A header without proxies to trust would be ignored: say so instead.
+	t.Setenv("TENANTGATE_TRUSTED_PROXIES", "")
+	t.Setenv("TENANTGATE_PROXY_HEADER", "X-Forwarded-For")
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	err = c.Validate()
+	require.ErrorContains(t, err, "TENANTGATE_PROXY_HEADER")
+	require.ErrorContains(t, err, "TENANTGATE_TRUSTED_PROXIES")
+	require.ErrorContains(t, err, "ignored")
+
+	// Proxies without a header are harmless: nothing reads them.
+	t.Setenv("TENANTGATE_PROXY_HEADER", "")
+	t.Setenv("TENANTGATE_TRUSTED_PROXIES", "10.0.0.0/8")
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	require.NoError(t, c.Validate())
+}
+
+func TestNewLimitsValidated(t *testing.T) {
+	c, err := Load(New(), "")
+	require.NoError(t, err)
+	c.Events.MaxSocketsPerOrganization = 0
+	require.NoError(t, c.Validate(), "0 turns the socket cap off")
+	c.Events.MaxSocketsPerOrganization = -1
+	require.ErrorContains(t, c.Validate(), "TENANTGATE_EVENTS_MAX_SOCKETS_PER_ORGANIZATION")
+
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	starter := c.Plans["starter"]
+	starter.MaxSchedules = 0
+	c.Plans["starter"] = starter
+	require.ErrorContains(t, c.Validate(), "TENANTGATE_PLANS_STARTER_MAX_SCHEDULES")
+}
+
+// Without --config only ./tenantgate.yaml is read: not an extensionless
+// ./tenantgate (the binary itself, run from its own directory), nor
+// tenantgate.json or the like, which viper's name search would find.
+func TestOnlyTenantgateYAML(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	require.NoError(t, os.WriteFile("tenantgate", []byte("\x7fELF\x02\x01\x01\x00: [not yaml\n\t"), 0o755))
+	c, err := Load(New(), "")
+	require.NoError(t, err, "the binary beside the config is not a config file")
+	require.Equal(t, ":8080", c.HTTPAddr)
+
+	require.NoError(t, os.WriteFile("tenantgate.json", []byte(`{"http_addr": ":1111"}`), 0o600))
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	require.Equal(t, ":8080", c.HTTPAddr, "tenantgate.json is not read")
+
+	require.NoError(t, os.WriteFile("tenantgate.yaml", []byte("http_addr: \":2222\"\n"), 0o600))
+	c, err = Load(New(), "")
+	require.NoError(t, err)
+	require.Equal(t, ":2222", c.HTTPAddr, "tenantgate.yaml is read")
+
+	require.NoError(t, os.WriteFile("tenantgate.yaml", []byte("http_addr: [\n"), 0o600))
+	_, err = Load(New(), "")
+	require.ErrorContains(t, err, "tenantgate.yaml", "a broken tenantgate.yaml is an error, not ignored")
 }

@@ -18,10 +18,18 @@ var tenantTables = []string{"idempotency_keys", "schedules", "agent_sessions", "
 
 // DeleteOrganization removes an organization for good: its rows from the
 // shared database, or its dedicated database, then its catalog records.
-// Each step can be run again.
+// Each step can be run again. Every gateway replica is told twice: before
+// (the organization is suspended, its requests refused) and after its
+// records are gone, so that no replica keeps serving its credentials,
+// users or placement from a cache.
 func (p *Provisioner) DeleteOrganization(ctx context.Context, orgID string, step func(string)) error {
 	pl, err := p.store.Placement(ctx, orgID)
 	if tenancy.ErrorCode(err) == tenancy.CodeNotFound {
+		// Gone already: a retry whose last publish failed tells the
+		// replicas now.
+		if p.Publish != nil {
+			return p.Publish(ctx, orgID)
+		}
 		return nil
 	}
 	if err != nil {
@@ -50,7 +58,11 @@ func (p *Provisioner) DeleteOrganization(ctx context.Context, orgID string, step
 		return err
 	}
 	step("delete records")
-	return p.store.DeleteOrganization(ctx, orgID)
+	if err := p.store.DeleteOrganization(ctx, orgID); err != nil || p.Publish == nil {
+		return err
+	}
+	// Replicas re-read it, find nothing, and drop what they cached.
+	return p.Publish(ctx, orgID)
 }
 
 func deleteRows(ctx context.Context, dsn, orgID string) error {

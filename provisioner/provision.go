@@ -66,7 +66,7 @@ func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Databas
 	if p.noTemplate {
 		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
-	tmpl := p.cfg.DedicatedPrefix + "template"
+	tmpl := p.cfg.TemplateName()
 	err = schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
 		if v, err = p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
 			return err
@@ -75,10 +75,24 @@ func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Databas
 		return err
 	})
 	if err != nil {
+		// The template may have gone (dropped by hand or by a sweep):
+		// the next provisioning checks it again rather than trusting it.
+		p.forgetTemplate(db.DSN, tmpl)
 		p.log.Warn("template copy failed; creating an empty database", "database", db.Name, "err", err)
 		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
 	return v, cloned, nil
+}
+
+// forgetTemplate drops what this process knows of a server's template.
+func (p *Provisioner) forgetTemplate(serverDSN, name string) {
+	dsn, err := schema.WithDatabase(serverDSN, name)
+	if err != nil {
+		return
+	}
+	p.templatesMu.Lock()
+	delete(p.templates, dsn)
+	p.templatesMu.Unlock()
 }
 
 // ensureTemplate makes the server's template database exist at the newest

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,8 +99,48 @@ func prepareTenantDatabase(ctx context.Context, cfg Config, dsn, name string) (s
 
 // DedicatedName is the database name of an organization's dedicated
 // database: the prefix and the slug, whose hyphens Postgres names dislike.
+// No slug may name a database tenantgate uses for itself (OwnDatabases):
+// such a name gets underscores appended until it is free, and a slug,
+// which never ends with a hyphen, cannot produce the result.
 func (cfg Config) DedicatedName(slug string) string {
-	return cfg.DedicatedPrefix + strings.ReplaceAll(slug, "-", "_")
+	return cfg.dedicatedName(slug, nil)
+}
+
+// dedicatedName is DedicatedName avoiding also the names in taken.
+func (cfg Config) dedicatedName(slug string, taken []string) string {
+	name := cfg.DedicatedPrefix + strings.ReplaceAll(slug, "-", "_")
+	own := append(cfg.OwnDatabases(), taken...)
+	for slices.Contains(own, name) {
+		name += "_"
+	}
+	return name
+}
+
+// TemplateName is the name, on every server that holds dedicated
+// databases, of the template they are copied from: the prefix and
+// "_template". A slug never starts with a hyphen, so no dedicated
+// database's name can be it.
+//
+// Before, the template was the prefix and "template", which is also what
+// the slug "template" produces: that tenant's database was the template,
+// and its rows were copied into every later tenant's. A database left
+// under that old name is not used as the template any more; when the
+// catalog does not know it, `servers sweep` reports it.
+func (cfg Config) TemplateName() string { return cfg.DedicatedPrefix + "_template" }
+
+// OwnDatabases are the names of the databases tenantgate uses for itself,
+// as opposed to tenants' dedicated ones: the catalog, the shared database
+// and the template. No organization's database takes one of these names,
+// and a sweep for orphans must keep them (the catalog, for one, has no
+// record of itself).
+func (cfg Config) OwnDatabases() []string {
+	own := []string{cfg.TemplateName()}
+	for _, dsn := range []string{cfg.CatalogURL, cfg.SharedURL} {
+		if name, err := schema.DatabaseName(dsn); err == nil {
+			own = append(own, name)
+		}
+	}
+	return own
 }
 
 // Provisioner creates organizations and their databases.
@@ -110,6 +151,14 @@ type Provisioner struct {
 	// Publish, when set, tells every gateway replica to re-read an
 	// organization (the change feed).
 	Publish func(ctx context.Context, orgID string) error
+	// ChangePlan changes an organization's plan once a move job has put
+	// its data where the plan wants it: the application layer's one plan
+	// change (it sets the plan when the placement matches, else queues a
+	// move, and tells every replica). Move jobs that carry a plan fail
+	// without it.
+	ChangePlan func(ctx context.Context, orgID string, plan tenancy.Plan) error
+	// Metrics times moves; nil times nothing.
+	Metrics *Metrics
 	// noTemplate makes every database from empty (benchmarks compare).
 	noTemplate bool
 	// templates are the servers' template databases known to be at the
@@ -207,7 +256,17 @@ func (p *Provisioner) RegisterDedicated(ctx context.Context, slug string) (tenan
 				"every registered server is at capacity; add one with `tenantgate servers add`"))
 		}
 	}
-	name := p.cfg.DedicatedName(slug)
+	// Shared databases registered beside the configured one are the
+	// product's too.
+	shared, err := p.store.SharedDatabases(ctx)
+	if err != nil {
+		return tenancy.Database{}, err
+	}
+	var taken []string
+	for _, d := range shared {
+		taken = append(taken, d.Name)
+	}
+	name := p.cfg.dedicatedName(slug, taken)
 	dsn, err := schema.WithDatabase(serverURL, name)
 	if err != nil {
 		return tenancy.Database{}, err

@@ -2,6 +2,7 @@ package provisioner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -158,10 +159,11 @@ func (w *Worker) heartbeat(ctx context.Context, job catalog.Job) (context.Contex
 	return jobCtx, b
 }
 
-// Handlers are the jobs this package runs itself: provisioning and
-// deleting. Moves are wired in by the caller.
+// Handlers are the handlers of every job kind: provisioning, moving (see
+// ChangePlan) and deleting.
 func (p *Provisioner) Handlers() map[string]Handler {
 	return map[string]Handler{
+		catalog.JobMove: p.runMoveJob,
 		catalog.JobProvision: func(ctx context.Context, job catalog.Job, step func(string)) error {
 			var pl provisionPayload
 			if err := decodePayload(job, &pl); err != nil {
@@ -170,10 +172,18 @@ func (p *Provisioner) Handlers() map[string]Handler {
 			return p.ProvisionDatabase(ctx, pl.DatabaseID, step)
 		},
 		catalog.JobDelete: func(ctx context.Context, job catalog.Job, step func(string)) error {
-			if job.OrganizationID == nil {
-				return nil // the organization is already gone
+			// The job's organization_id is nulled with the records; the
+			// payload keeps it, so a retry after the records went can
+			// still tell the replicas.
+			var pl catalog.DeletePayload
+			_ = json.Unmarshal(job.Payload, &pl)
+			if job.OrganizationID != nil {
+				pl.OrganizationID = *job.OrganizationID
 			}
-			return p.DeleteOrganization(ctx, *job.OrganizationID, step)
+			if pl.OrganizationID == "" {
+				return nil
+			}
+			return p.DeleteOrganization(ctx, pl.OrganizationID, step)
 		},
 	}
 }

@@ -243,7 +243,7 @@ func TestDirtyTemplateIsRemade(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
 	ctx := context.Background()
-	tmpl := f.cfg.DedicatedPrefix + "template"
+	tmpl := f.cfg.TemplateName()
 	_, err := New(f.cfg, f.store, quiet).CreateOrganization(ctx, CreateOrganization{Slug: "first", Name: "F", Plan: tenancy.PlanEnterprise})
 	require.NoError(t, err)
 	first, err := f.store.Tenant(ctx, mustOrg(t, f, "first"))

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 // keyAuth makes an Authorization header value for an API key.
@@ -220,7 +221,7 @@ func TestRoleMatrix(t *testing.T) {
 // per address; the right password works again once the window passes.
 func TestLoginBruteForce(t *testing.T) {
 	t.Parallel()
-	b := setup(t, setupOptions{login: LoginPolicy{MaxFailures: 3, MaxFailuresPerIP: 6, Window: 1500 * time.Millisecond}})
+	b := setup(t, setupOptions{login: service.LoginPolicy{MaxFailures: 3, MaxFailuresPerIP: 6, Window: 1500 * time.Millisecond}})
 	b.org(t, "victim", tenancy.PlanFree)
 	attacker := []string{"X-Real-IP", "203.0.113.7"}
 	login := func(email, password string, from []string) response {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 // stripeEvent is a subscription event as Stripe sends it.
@@ -100,7 +101,7 @@ func TestBillingWebhook(t *testing.T) {
 func TestBillingWebhookUnconfigured(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.app = New(Deps{Catalog: b.store, Log: quiet, Tokens: b.tokens, PasswordParams: cheap}) // no stripe secret
+	b.app = New(Deps{Service: service.New(service.Deps{Catalog: b.store, Log: quiet, Tokens: b.tokens, PasswordParams: cheap}), Log: quiet}) // no stripe secret
 	r := b.do(t, "POST", "/api/billing/webhook", "", `{}`)
 	require.Equal(t, 503, r.status, r.text)
 }

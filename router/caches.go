@@ -33,6 +33,8 @@ func (c Caches) Apply(ch tenancy.Change) {
 		}
 	case tenancy.ChangeUser:
 		c.Principals.Forget(ch.Subject)
+		// Its keys' roles may have been lowered with it.
+		c.Keys.ForgetCreatedBy(ch.Subject)
 		closes = func(p events.Principal) bool { return p.UserID == ch.Subject && p.KeyPrefix == "" }
 	case tenancy.ChangeToken:
 		c.Revocations.Add(ch.Subject, ch.Until)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -85,34 +84,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// text checks a client-supplied string: valid UTF-8, no NUL (Postgres text
-// cannot hold one), within max runes, and present when required.
-func text(field, value string, required bool, max int) error {
-	switch {
-	case required && strings.TrimSpace(value) == "":
-		return tenancy.Errorf(tenancy.CodeInvalid, "%s: is required", field)
-	case !utf8.ValidString(value):
-		return tenancy.Errorf(tenancy.CodeInvalid, "%s: must be valid UTF-8", field)
-	case strings.ContainsRune(value, 0):
-		return tenancy.Errorf(tenancy.CodeInvalid, "%s: must not contain NUL characters", field)
-	case utf8.RuneCountInString(value) > max:
-		return tenancy.Errorf(tenancy.CodeInvalid, "%s: must be at most %d characters", field, max)
-	}
-	return nil
-}
-
-func optionalText(field string, value *string, max int) error {
-	if value == nil {
-		return nil
-	}
-	return text(field, *value, false, max)
-}
-
-func oneOf(field string, value *string, allowed ...string) error {
-	if value == nil || contains(allowed, *value) {
-		return nil
-	}
-	return tenancy.Errorf(tenancy.CodeInvalid, "%s: must be one of %s", field, strings.Join(allowed, ", "))
 }

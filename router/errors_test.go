@@ -50,7 +50,7 @@ func TestErrorPaths(t *testing.T) {
 		{"server-owned createdAt", "POST", "/api/agents", o.token, `{"name":"a","createdAt":"2020-01-01T00:00:00Z"}`, 400, "invalid_request", "createdAt"},
 		{"wrong type", "POST", "/api/agents", o.token, `{"name":42}`, 400, "invalid_request", "name"},
 		{"missing name", "POST", "/api/agents", o.token, `{"description":"x"}`, 400, "invalid_request", "name"},
-		{"NUL byte", "POST", "/api/agents", o.token, `{"name":"a\u0000b"}`, 400, "invalid_request", "NUL"},
+		{"NUL byte", "POST", "/api/agents", o.token, `{"name":"a\u0000b"}`, 400, "invalid_request", "control characters"},
 		{"trailing data", "POST", "/api/agents", o.token, `{"name":"a"} {"name":"b"}`, 400, "invalid_request", "JSON"},
 		{"too long", "POST", "/api/agents", o.token, `{"name":"` + strings.Repeat("n", 201) + `"}`, 400, "invalid_request", "name"},
 		{"duplicate name", "POST", "/api/agents", o.token, `{"name":"taken"}`, 409, "conflict", ""},
@@ -160,7 +160,7 @@ func TestBodyLimit(t *testing.T) {
 func TestPanicIsA500InContractShape(t *testing.T) {
 	t.Parallel()
 	s := &server{Deps: Deps{Log: quiet, Metrics: NewMetrics(nil, 0), RequestTimeout: time.Second}}
-	app := newApp(quiet, "")
+	app := newApp(quiet)
 	app.Use(s.observe, s.recover, s.deadline)
 	app.Get("/boom", func(c *fiber.Ctx) error { panic("kaboom: secret detail") })
 	app.Get("/fine", func(c *fiber.Ctx) error { return c.SendString("ok") })

@@ -7,7 +7,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/tenantgate/tenantgate/tenancy"
-	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 type listResponse[T any] struct {
@@ -27,12 +27,16 @@ func page(c *fiber.Ctx) (tenancy.Page, error) {
 	return p, nil
 }
 
-func list[T any](data []T, next string) listResponse[T] {
+// listed answers one page of a list.
+func listed[T any](c *fiber.Ctx, data []T, next string, err error) error {
+	if err != nil {
+		return err
+	}
 	r := listResponse[T]{Data: data}
 	if next != "" {
 		r.NextCursor = &next
 	}
-	return r
+	return c.JSON(r)
 }
 
 func (s *server) handleAgentList(c *fiber.Ctx) error {
@@ -40,112 +44,48 @@ func (s *server) handleAgentList(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	t, _ := tenantOf(c)
-	agents, next, err := s.Data.Agents.List(c.UserContext(), t, p)
-	if err != nil {
-		return err
-	}
-	return c.JSON(list(agents, next))
-}
-
-type agentCreate struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Model       string `json:"model"`
-}
-
-func (r agentCreate) validate() error {
-	if err := text("name", r.Name, true, 200); err != nil {
-		return err
-	}
-	if err := text("description", r.Description, false, 4000); err != nil {
-		return err
-	}
-	return text("model", r.Model, false, 200)
+	data, next, err := s.Service.ListAgents(c.UserContext(), call(c), p)
+	return listed(c, data, next, err)
 }
 
 func (s *server) handleAgentCreate(c *fiber.Ctx) error {
-	var req agentCreate
-	if err := decode(c, &req); err != nil {
+	var in service.AgentInput
+	if err := decode(c, &in); err != nil {
 		return err
 	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	t, id := tenantOf(c)
-	a, err := s.Data.Agents.Create(c.UserContext(), t, id.UserID, tenantdb.NewAgent(req), s.limits(t).MaxAgents)
-	if err != nil {
-		return err
-	}
-	s.emit(c, "agent.created", a)
-	return c.Status(fiber.StatusCreated).JSON(a)
+	cl := call(c)
+	a, err := s.Service.CreateAgent(c.UserContext(), cl, in)
+	return answer(c, cl, fiber.StatusCreated, a, err)
 }
 
 func (s *server) handleAgentGet(c *fiber.Ctx) error {
-	agentID, err := pathID(c)
+	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	t, _ := tenantOf(c)
-	a, err := s.Data.Agents.Get(c.UserContext(), t, agentID)
-	if err != nil {
-		return err
-	}
-	return c.JSON(a)
-}
-
-type agentPatch struct {
-	Name        *string `json:"name"`
-	Description *string `json:"description"`
-	Model       *string `json:"model"`
-	Status      *string `json:"status"`
-}
-
-func (r agentPatch) validate() error {
-	if r.Name != nil {
-		if err := text("name", *r.Name, true, 200); err != nil {
-			return err
-		}
-	}
-	if err := optionalText("description", r.Description, 4000); err != nil {
-		return err
-	}
-	if err := optionalText("model", r.Model, 200); err != nil {
-		return err
-	}
-	return oneOf("status", r.Status, "active", "paused")
+	cl := call(c)
+	a, err := s.Service.GetAgent(c.UserContext(), cl, id)
+	return answer(c, cl, fiber.StatusOK, a, err)
 }
 
 func (s *server) handleAgentUpdate(c *fiber.Ctx) error {
-	agentID, err := pathID(c)
+	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	var req agentPatch
-	if err := decode(c, &req, "status"); err != nil {
+	var in service.AgentPatch
+	if err := decode(c, &in, "status"); err != nil {
 		return err
 	}
-	if err := req.validate(); err != nil {
-		return err
-	}
-	t, id := tenantOf(c)
-	a, err := s.Data.Agents.Update(c.UserContext(), t, id.UserID, agentID, tenantdb.AgentPatch(req))
-	if err != nil {
-		return err
-	}
-	s.emit(c, "agent.updated", a)
-	return c.JSON(a)
+	cl := call(c)
+	a, err := s.Service.UpdateAgent(c.UserContext(), cl, id, in)
+	return answer(c, cl, fiber.StatusOK, a, err)
 }
 
 func (s *server) handleAgentDelete(c *fiber.Ctx) error {
-	agentID, err := pathID(c)
+	id, err := pathID(c)
 	if err != nil {
 		return err
 	}
-	t, id := tenantOf(c)
-	if err := s.Data.Agents.Delete(c.UserContext(), t, id.UserID, agentID); err != nil {
-		return err
-	}
-	s.emit(c, "agent.deleted", fiber.Map{"id": agentID})
-	return c.SendStatus(fiber.StatusNoContent)
+	return noContent(c, s.Service.DeleteAgent(c.UserContext(), call(c), id))
 }

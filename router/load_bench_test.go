@@ -21,6 +21,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 )
@@ -143,7 +144,7 @@ func bareApp(data tenantdb.Stores, tenants map[string]tenancy.Tenant) *fiber.App
 	agents := data.Agents
 	app := fiber.New(fiber.Config{DisableStartupMessage: true})
 	app.Post("/bare-create/:kind", func(c *fiber.Ctx) error {
-		var req taskCreate
+		var req service.TaskInput
 		if err := json.Unmarshal(c.Body(), &req); err != nil {
 			return err
 		}
@@ -159,7 +160,7 @@ func bareApp(data tenantdb.Stores, tenants map[string]tenancy.Tenant) *fiber.App
 		if err != nil {
 			return err
 		}
-		return c.JSON(list(agentList, next))
+		return listed(c, agentList, next, nil)
 	})
 	return app
 }

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -15,7 +14,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantgate/tenantgate/tenancy"
-	"github.com/tenantgate/tenantgate/tenancy/identity"
 )
 
 const requestIDKey = "requestId"
@@ -111,29 +109,9 @@ func (s *server) deadline(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-var errUnauthorized = tenancy.Errorf(tenancy.CodeUnauthorized, "missing, malformed, expired or revoked credentials")
-
-// maxCredential bounds the Authorization value we parse: a real token or
-// key is a few hundred bytes.
-const maxCredential = 4096
-
-// authenticate proves who is calling: a session (Bearer JWT, not revoked,
-// its user still there, with the user's current role) or a program (Key).
+// authenticate proves who is calling (service.Authenticate).
 func (s *server) authenticate(c *fiber.Ctx) error {
-	scheme, cred, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
-	if cred == "" || len(cred) > maxCredential {
-		return errUnauthorized
-	}
-	var id tenancy.Identity
-	var err error
-	switch {
-	case strings.EqualFold(scheme, "Bearer"):
-		id, err = s.session(c.UserContext(), cred)
-	case strings.EqualFold(scheme, "Key"):
-		id, err = s.program(c.UserContext(), cred)
-	default:
-		err = errUnauthorized
-	}
+	id, err := s.Service.Authenticate(c.UserContext(), c.Get(fiber.HeaderAuthorization))
 	if err != nil {
 		return err
 	}
@@ -141,100 +119,14 @@ func (s *server) authenticate(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-func (s *server) session(ctx context.Context, token string) (tenancy.Identity, error) {
-	id, err := s.Tokens.Verify(token)
-	if err != nil {
-		return id, tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
-	}
-	if s.Revocations.Revoked(id.TokenID) {
-		return id, errUnauthorized
-	}
-	// The user as it is now: deleted users are refused and a changed role
-	// applies to tokens issued before the change.
-	u, err := s.Principals.User(ctx, id.UserID)
-	if tenancy.ErrorCode(err) == tenancy.CodeNotFound || (err == nil && u.OrganizationID != id.OrganizationID) {
-		return id, errUnauthorized
-	}
-	if err != nil {
-		return id, err
-	}
-	id.Role = u.Role
-	return id, nil
-}
-
-func (s *server) program(ctx context.Context, key string) (tenancy.Identity, error) {
-	rec, err := s.Keys.Verify(ctx, key)
-	if errors.Is(err, identity.ErrInvalidKey) {
-		return tenancy.Identity{}, tenancy.Wrap(err, errUnauthorized.Code, errUnauthorized.Message)
-	}
-	if err != nil {
-		return tenancy.Identity{}, err
-	}
-	role, err := s.keyRole(ctx, rec)
-	if err != nil {
-		return tenancy.Identity{}, err
-	}
-	s.KeyUsed(rec.ID)
-	return tenancy.Identity{UserID: rec.CreatedBy, OrganizationID: rec.OrganizationID, Role: role, KeyID: rec.ID, KeyPrefix: rec.Prefix}, nil
-}
-
-// keyRole is the role a key acts with: the one its creator had when making
-// it, lowered to the creator's current role if that is lower. A key
-// belongs to its organization and outlives its creator.
-func (s *server) keyRole(ctx context.Context, rec identity.KeyRecord) (tenancy.Role, error) {
-	if rec.CreatedBy == "" {
-		return rec.Role, nil
-	}
-	u, err := s.Principals.User(ctx, rec.CreatedBy)
-	switch {
-	case tenancy.ErrorCode(err) == tenancy.CodeNotFound:
-		return rec.Role, nil
-	case err != nil:
-		return "", err
-	case !u.Role.AtLeast(rec.Role):
-		return u.Role, nil
-	}
-	return rec.Role, nil
-}
-
-// requireRole refuses callers below min with 403.
-func requireRole(min tenancy.Role) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		id, _ := tenancy.IdentityFrom(c.UserContext())
-		if !id.Role.AtLeast(min) {
-			return tenancy.Errorf(tenancy.CodeForbidden, "this needs the %s role or higher", min)
-		}
-		return c.Next()
-	}
-}
-
 // resolveTenant finds the caller's organization and where its data lives,
-// checks a tenant hint agrees, and admits the organization by status.
+// and admits it (service.Admit).
 func (s *server) resolveTenant(c *fiber.Ctx) error {
 	ctx := c.UserContext()
 	id, _ := tenancy.IdentityFrom(ctx)
-	t, err := s.Tenants(ctx, id.OrganizationID)
-	if tenancy.ErrorCode(err) == tenancy.CodeNotFound {
-		return errUnauthorized // the organization was deleted under the token
-	}
+	t, err := s.Service.Admit(ctx, id, s.tenantHint(c), c.Method() != fiber.MethodGet)
 	if err != nil {
 		return err
-	}
-	if hint := s.tenantHint(c); hint != "" && hint != t.Organization.Slug {
-		// Never confirm that the hinted organization exists.
-		return tenancy.ErrNotFound
-	}
-	if !t.Placement.DatabaseReady {
-		return tenancy.Unavailable(fmt.Errorf("database %s is dirty or not ready", t.Placement.DatabaseID), 30*time.Second)
-	}
-	if err := s.overdue(c, t); err != nil {
-		return err
-	}
-	switch t.Organization.Status {
-	case tenancy.StatusPending:
-		return tenancy.Errorf(tenancy.CodePending, "the organization is on the waitlist and not yet approved")
-	case tenancy.StatusSuspended:
-		return tenancy.Errorf(tenancy.CodeSuspended, "the organization is suspended")
 	}
 	c.SetUserContext(tenancy.WithTenant(ctx, t))
 	traceTenant(c, t)

@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
@@ -292,9 +293,10 @@ func TestMoveStaleReplicaGets503(t *testing.T) {
 func (b *bundle) replica(t *testing.T) *bundle {
 	r := *b
 	r.placements = placement.New(1000, time.Hour, b.store.Tenant)
-	r.app = New(Deps{Catalog: b.store, Tenants: r.placements.Lookup, Data: b.data, Plans: contractPlans(),
+	svc := service.New(service.Deps{Catalog: b.store, Tenants: r.placements.Lookup, Data: b.data, Plans: contractPlans(),
 		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
 		Throttle: throttle.NewLocal(10_000), RateLimiter: ratelimit.NewLocal(10_000), SignupMode: "open", KeyUsed: b.touches.Touch,
 		Log: quiet, PasswordParams: cheap})
+	r.app = New(Deps{Service: svc, Log: quiet})
 	return &r
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 // OpsDeps is what the ops listener needs.
@@ -31,7 +32,7 @@ type OpsDeps struct {
 
 // NewOps returns the ops app: health, readiness, metrics and the admin API.
 func NewOps(d OpsDeps) *fiber.App {
-	app := newApp(d.Log, "")
+	app := newApp(d.Log)
 	o := &ops{d}
 	app.Use(func(c *fiber.Ctx) error {
 		requestID(c)
@@ -83,7 +84,7 @@ func (o *ops) requireAdmin(c *fiber.Ctx) error {
 	}
 	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
 	if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(token), []byte(o.AdminToken)) != 1 {
-		return errUnauthorized
+		return service.ErrUnauthorized
 	}
 	return c.Next()
 }

@@ -5,10 +5,9 @@
 package router
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
-	"runtime"
+	"net/netip"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -17,69 +16,24 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tenantgate/tenantgate/tenancy"
-	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/events"
-	"github.com/tenantgate/tenantgate/tenancy/identity"
-	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
-	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
-	"github.com/tenantgate/tenantgate/tenancy/throttle"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 // BodyLimit is the largest request body accepted (CONTRACT §3).
 const BodyLimit = 1 << 20
 
-// TenantLookup resolves an organization and its placement (the placement
-// cache, in production).
-type TenantLookup func(ctx context.Context, orgID string) (tenancy.Tenant, error)
-
-// Publisher records a change every replica must apply (tenancy/changes).
-type Publisher interface {
-	Publish(ctx context.Context, kind, subject string, until time.Time) error
-}
-
-// OrganizationCreator places a new organization with its owner (the
-// provisioner, in production).
-type OrganizationCreator func(ctx context.Context, slug, name, ownerEmail, ownerPasswordHash string, status tenancy.Status) (tenancy.Organization, error)
-
-// LoginPolicy throttles failed logins.
-type LoginPolicy struct {
-	MaxFailures      int // per account and client address in a window
-	MaxFailuresPerIP int // per client address, any account
-	Window           time.Duration
-}
-
-// Deps is what the public API needs.
+// Deps is what the public API needs: the application layer, and what is
+// HTTP's alone.
 type Deps struct {
-	Catalog *catalog.Store
-	Tenants TenantLookup
-	Data    tenantdb.Stores
-	// Plans are each plan's limits; an organization's overrides apply on top.
-	Plans       map[tenancy.Plan]tenancy.Limits
-	Tokens      *identity.Tokens
-	Keys        *identity.Keys
-	Principals  *identity.Principals
-	Revocations *identity.Revocations
-	Changes     Publisher
-	Throttle    throttle.Counter
-	RateLimiter ratelimit.Limiter
-	Login       LoginPolicy
-	// SignupMode is "open" or "waitlist".
-	SignupMode string
-	// CreateOrganization serves signups.
-	CreateOrganization OrganizationCreator
-	// Billing is how Stripe drives plans.
-	Billing Billing
-	// Events fans tenant events out to WebSocket clients (nil: none).
+	// Service runs every operation; handlers decode, call it once, encode.
+	Service *service.Service
+	// Events holds the WebSocket clients (nil: no event stream).
 	Events *events.Hub
 	// AllowedOrigins may open event streams from a browser.
 	AllowedOrigins []string
-	// ScheduleDue records when an organization next has a schedule due
-	// (the scheduler's index in the catalog).
-	ScheduleDue func(ctx context.Context, orgID string, at time.Time) error
-	// KeyUsed records, in the background, that an API key was used.
-	KeyUsed func(keyID string)
-	Log     *slog.Logger
-	Metrics *Metrics
+	Log            *slog.Logger
+	Metrics        *Metrics
 	// Tracer, when set, traces each request (OpenTelemetry).
 	Tracer trace.TracerProvider
 	// RequestTimeout bounds each request's work; default 10s.
@@ -87,11 +41,10 @@ type Deps struct {
 	// BaseDomain enables <slug>.<BaseDomain> tenant hints when set.
 	BaseDomain string
 	// ProxyHeader names the header holding the client's address (e.g.
-	// X-Forwarded-For) when the gateway sits behind a trusted proxy; empty
-	// uses the connection's address. Throttles key on it.
-	ProxyHeader string
-	// PasswordParams are the argon2id costs of new hashes.
-	PasswordParams identity.PasswordParams
+	// X-Forwarded-For); it is believed only from TrustedProxies. Throttles
+	// key on the address (see clientAddr).
+	ProxyHeader    string
+	TrustedProxies []netip.Prefix
 }
 
 // refusalLogsPerSecond is how many 429 answers a second get an access log
@@ -106,27 +59,16 @@ func New(d Deps) *fiber.App {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(nil, 0)
 	}
-	if d.Login.Window == 0 {
-		d.Login = LoginPolicy{MaxFailures: 5, MaxFailuresPerIP: 30, Window: 15 * time.Minute}
-	}
-	if d.PasswordParams == (identity.PasswordParams{}) {
-		d.PasswordParams = identity.DefaultPasswordParams
-	}
-	if d.KeyUsed == nil {
-		d.KeyUsed = func(string) {}
-	}
-	app := newApp(d.Log, d.ProxyHeader)
-	s := &server{Deps: d, dummyHash: identity.DummyHash(d.PasswordParams),
-		hashSlots: make(chan struct{}, 2*runtime.GOMAXPROCS(0)), refusalLogs: rate.NewLimiter(refusalLogsPerSecond, refusalLogsPerSecond)}
+	app := newApp(d.Log)
+	s := &server{Deps: d, refusalLogs: rate.NewLimiter(refusalLogsPerSecond, refusalLogsPerSecond)}
 	routes(app, s)
 	return app
 }
 
 // newApp is a Fiber app with timeouts (Fiber's defaults are unlimited, an
 // invitation to slowloris), the body limit and the one error handler.
-func newApp(log *slog.Logger, proxyHeader string) *fiber.App {
+func newApp(log *slog.Logger) *fiber.App {
 	app := fiber.New(fiber.Config{
-		ProxyHeader:  proxyHeader,
 		AppName:      "tenantgate",
 		BodyLimit:    BodyLimit,
 		ReadTimeout:  15 * time.Second,
@@ -171,8 +113,11 @@ func refuseUnknownMethods(app *fiber.App) {
 // server holds the handlers' dependencies.
 type server struct {
 	Deps
-	dummyHash string
-	hashSlots chan struct{} // see hashSlot
 	// refusalLogs bounds the access log lines of 429 answers.
 	refusalLogs *rate.Limiter
+}
+
+// clientIP is the request's client address (see clientAddr).
+func (s *server) clientIP(c *fiber.Ctx) string {
+	return clientAddr(c, s.ProxyHeader, s.TrustedProxies)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
@@ -49,6 +51,7 @@ type bundle struct {
 	scope  *tenantdb.Scope
 	agents *tenantdb.Agents
 	data   tenantdb.Stores
+	svc    *service.Service
 
 	placements  *placement.Cache
 	keys        *identity.Keys
@@ -69,7 +72,7 @@ type setupOptions struct {
 	timeout    time.Duration
 	metrics    *Metrics
 	signupMode string // default open
-	login      LoginPolicy
+	login      service.LoginPolicy
 	plans      map[tenancy.Plan]tenancy.Limits // default: the contract's
 	limiter    ratelimit.Limiter               // default: in-process
 	// stripeSecret is the webhook secret; default whsec_test.
@@ -145,18 +148,22 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.touches = b.store.NewKeyTouches(quiet)
 	b.data = tenantdb.NewStores(b.scope)
 	b.agents = b.data.Agents
-	b.app = New(Deps{Catalog: b.store, Tenants: b.placements.Lookup, Data: b.data, Plans: o.plans,
-		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed,
-		Throttle: throttle.NewLocal(10_000), RateLimiter: o.limiter, Login: o.login, SignupMode: o.signupMode,
+	b.svc = service.New(service.Deps{Catalog: b.store, Tenants: b.placements.Lookup, Data: b.data, Plans: o.plans,
+		Tokens: b.tokens, Keys: b.keys, Principals: b.principals, Revocations: b.revocations, Changes: b.feed, Events: b.hub,
+		Throttle: throttle.NewLocal(10_000), RateLimiter: o.limiter, LoginThrottle: o.login, SignupMode: o.signupMode,
 		CreateOrganization: func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
 			return b.prov.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
 				Status: status, OwnerEmail: email, OwnerPasswordHash: hash})
 		},
-		KeyUsed: b.touches.Touch, ProxyHeader: "X-Real-IP", ScheduleDue: b.store.NoteScheduleDue,
-		Events: b.hub, AllowedOrigins: []string{"https://app.example"},
-		Billing: Billing{WebhookSecret: o.stripeSecret, GracePeriod: time.Hour,
+		KeyUsed: b.touches.Touch,
+		Billing: service.Billing{WebhookSecret: o.stripeSecret, GracePeriod: time.Hour,
 			Prices: map[string]tenancy.Plan{"price_pro": tenancy.PlanPro, "price_ent": tenancy.PlanEnterprise}},
-		Log: o.log, PasswordParams: cheap, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
+		Log: o.log, PasswordParams: cheap})
+	// app.Test's requests come from 0.0.0.0: a trusted proxy here, so
+	// tests can name client addresses in X-Real-IP.
+	b.app = New(Deps{Service: b.svc, Events: b.hub, AllowedOrigins: []string{"https://app.example"},
+		ProxyHeader: "X-Real-IP", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")},
+		Log: o.log, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
 }
 
@@ -256,7 +263,9 @@ func (b *bundle) do(t testing.TB, method, path, token string, body any, headers 
 func contractPlans() map[tenancy.Plan]tenancy.Limits {
 	const fast = 1_000_000
 	return map[tenancy.Plan]tenancy.Limits{
-		tenancy.PlanFree: {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: fast}, tenancy.PlanStarter: {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: fast},
-		tenancy.PlanPro: {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: fast}, tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: fast},
+		tenancy.PlanFree:       {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: fast, MaxSchedules: 5},
+		tenancy.PlanStarter:    {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: fast, MaxSchedules: 20},
+		tenancy.PlanPro:        {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: fast, MaxSchedules: 100},
+		tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: fast, MaxSchedules: 1000},
 	}
 }

@@ -158,7 +158,7 @@ func TestOrganizationEndpoint(t *testing.T) {
 	for _, f := range []string{"id", "slug", "name", "plan", "status", "placement", "limits", "usage"} {
 		require.Contains(t, r.json, f)
 	}
-	require.Equal(t, map[string]any{"maxAgents": float64(20), "maxAgentMinutes": float64(5000), "rps": float64(1_000_000)}, r.json["limits"])
+	require.Equal(t, map[string]any{"maxAgents": float64(20), "maxAgentMinutes": float64(5000), "rps": float64(1_000_000), "maxSchedules": float64(20)}, r.json["limits"])
 	usage := r.json["usage"].(map[string]any)
 	start, _ := time.Parse(time.RFC3339, usage["periodStart"].(string))
 	end, _ := time.Parse(time.RFC3339, usage["periodEnd"].(string))

@@ -14,7 +14,8 @@ type Identity struct {
 	Role           Role
 	// TokenID is the JWT id of a session, empty for other credentials.
 	TokenID string
-	// ExpiresAt is when a session token expires.
+	// ExpiresAt is when the session token, or the API key if it has an
+	// expiry, stops working; zero for a key that never expires.
 	ExpiresAt time.Time
 	// KeyID and KeyPrefix name the API key of a program's request; empty
 	// for sessions.

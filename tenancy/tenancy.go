@@ -38,6 +38,9 @@ type Limits struct {
 	MaxAgents       int `json:"maxAgents"`
 	MaxAgentMinutes int `json:"maxAgentMinutes"`
 	RPS             int `json:"rps"`
+	// MaxSchedules bounds an organization's live schedules: each can
+	// create a task a minute, so unbounded schedules multiply writes.
+	MaxSchedules int `json:"maxSchedules"`
 }
 
 // Status is an organization's lifecycle state.
@@ -82,6 +85,9 @@ func (o Limits) Apply(plan Limits) Limits {
 	}
 	if o.RPS > 0 {
 		plan.RPS = o.RPS
+	}
+	if o.MaxSchedules > 0 {
+		plan.MaxSchedules = o.MaxSchedules
 	}
 	return plan
 }

@@ -632,7 +632,7 @@ func TestDrillProvisionerKilled(t *testing.T) {
 	var created struct{ JobID string }
 	require.NoError(t, json.Unmarshal([]byte(out), &created))
 	require.NotEmpty(t, created.JobID)
-	template, freshDB := e.DedicatedPrefix+"template", e.DedicatedPrefix+"fresh"
+	template, freshDB := e.DedicatedPrefix+"_template", e.DedicatedPrefix+"fresh"
 	first := startCommand(t, "provisioner")
 	pollUntil(t, 30*time.Second, 2*time.Millisecond, "the provisioner starts on the job", func() bool {
 		return jobOf(t, cat, created.JobID).State == "running" && len(databasesNamed(t, server, template, freshDB)) > 0

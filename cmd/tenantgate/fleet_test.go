@@ -75,7 +75,7 @@ func TestFleetOperations(t *testing.T) {
 	out, _, err = tg(t, "servers", "sweep")
 	require.NoError(t, err)
 	require.Contains(t, out, e.DedicatedPrefix+"lost")
-	require.NotContains(t, out, e.DedicatedPrefix+"template", "the template is not an orphan")
+	require.NotContains(t, out, e.DedicatedPrefix+"_template", "the template is not an orphan")
 	out, _, err = tg(t, "servers", "sweep", "--yes")
 	require.NoError(t, err)
 	require.Contains(t, out, "dropped")

@@ -63,7 +63,8 @@ func statusTable(c *cli, st []fanout.DatabaseStatus) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DATABASE\tKIND\tVERSION\tDIRTY\tSTATE\tTENANTS\tLAST RESULT")
 	for _, s := range st {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%d\t%s\n", s.Name, s.Kind, s.Version, s.Dirty, s.State, s.Tenants, s.LastSummary())
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%d\t%s\n", escapeControl(s.Name), escapeControl(s.Kind), s.Version, s.Dirty,
+			escapeControl(s.State), s.Tenants, escapeControl(s.LastSummary()))
 	}
 	return tw.Flush()
 }
@@ -98,7 +99,7 @@ func (c *cli) migrateTenantsCmd() *cobra.Command {
 				fmt.Fprintf(c.stdout, "run %s: %d succeeded, %d failed, %d skipped\n", rep.RunID, rep.Succeeded, rep.Failed, rep.Skipped)
 				for _, res := range rep.Results {
 					if res.Status == "failed" {
-						fmt.Fprintf(c.stdout, "  %s failed: %s\n", res.Name, res.Err)
+						fmt.Fprintf(c.stdout, "  %s failed: %s\n", escapeControl(res.Name), escapeControl(res.Err))
 					}
 				}
 			}
@@ -123,7 +124,7 @@ func (c *cli) progress(output string) func(done, total int, last fanout.Result) 
 			bar = progressbar.NewOptions(total, progressbar.OptionSetDescription("migrating"),
 				progressbar.OptionShowCount(), progressbar.OptionSetWriter(os.Stderr), progressbar.OptionClearOnFinish())
 		}
-		bar.Describe(last.Name)
+		bar.Describe(escapeControl(last.Name))
 		_ = bar.Set(done)
 	}
 }
@@ -141,7 +142,7 @@ func (c *cli) migrateRepairCmd() *cobra.Command {
 			if err := r.Repair(cmd.Context(), args[0], uint(v)); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "database %s recorded at version %d and back in service\n", args[0], v)
+			fmt.Fprintf(c.stdout, "database %s recorded at version %d and back in service\n", escapeControl(args[0]), v)
 			return nil
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tenantgate/tenantgate/config"
+	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/router"
 	"github.com/tenantgate/tenantgate/tenancy"
@@ -20,6 +21,8 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 )
 
@@ -95,6 +98,12 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
+	// The scheduler fires into a tenant's database only where the gateway
+	// would serve it: not below the schema this binary's queries need.
+	if err := requireTenantSchema(store); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	bus, client := shared, (*redis.Client)(nil)
 	if bus == nil {
 		if bus, client, err = openBus(cfg, log); err != nil {
@@ -108,11 +117,16 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	p.Publish = func(ctx context.Context, orgID string) error {
 		return feed.Publish(ctx, tenancy.ChangeOrganization, orgID, time.Time{})
 	}
-	metrics := provisioner.NewMetrics(reg)
-	handlers := p.Handlers()
-	for kind, h := range moveHandlers(p, store, log, metrics) {
-		handlers[kind] = h
+	// A move job that carries a plan sets it through the one ChangePlan,
+	// which finds the placement now matches the plan.
+	svc := service.New(service.Deps{Catalog: store, Changes: feed, Log: log})
+	p.ChangePlan = func(ctx context.Context, orgID string, plan tenancy.Plan) error {
+		_, err := svc.ChangePlan(ctx, orgID, plan)
+		return err
 	}
+	metrics := provisioner.NewMetrics(reg)
+	p.Metrics = metrics
+	handlers := p.Handlers()
 	// Schedules fire through the tenant scope, as the application role.
 	pools := poolcache.New(poolcache.Config{
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns / 2, SharedConns: 4, DedicatedConns: 2,
@@ -145,6 +159,19 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 			pool.Close()
 		},
 	}, nil
+}
+
+// requireTenantSchema makes store treat tenants on databases below the
+// newest tenant migration this binary embeds as not ready (see
+// catalog.Store.RequireTenantVersion). The gateway and the provisioner
+// both call it, so a database is ready for both or for neither.
+func requireTenantSchema(store *catalog.Store) error {
+	versions, err := schema.Versions(migrations.Tenant, "tenant")
+	if err != nil {
+		return err
+	}
+	store.RequireTenantVersion(versions[len(versions)-1])
+	return nil
 }
 
 // followJob waits for a job to end, printing its steps, and fails if the

@@ -45,7 +45,7 @@ func (c *cli) serversAddCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "server %s registered (capacity %d)\n", srv.Name, srv.Capacity)
+			fmt.Fprintf(c.stdout, "server %s registered (capacity %d)\n", escapeControl(srv.Name), srv.Capacity)
 			return nil
 		})
 	}
@@ -85,7 +85,7 @@ func (c *cli) serversListCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDATABASES\tCAPACITY\tDSN")
 			for _, s := range servers {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", s.Name, s.Databases, s.Capacity, schema.Redact(s.DSN))
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%s\n", escapeControl(s.Name), s.Databases, s.Capacity, escapeControl(schema.Redact(s.DSN)))
 			}
 			return tw.Flush()
 		})
@@ -116,9 +116,9 @@ func (c *cli) serversSweepCmd() *cobra.Command {
 					if err := schema.DropDatabase(cmd.Context(), o.server, o.name); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.stdout, "dropped %s on %s\n", o.name, schema.Redact(o.server))
+					fmt.Fprintf(c.stdout, "dropped %s on %s\n", escapeControl(o.name), escapeControl(schema.Redact(o.server)))
 				} else {
-					fmt.Fprintf(c.stdout, "orphan %s on %s\n", o.name, schema.Redact(o.server))
+					fmt.Fprintf(c.stdout, "orphan %s on %s\n", escapeControl(o.name), escapeControl(schema.Redact(o.server)))
 				}
 			}
 			if !*yes {
@@ -134,9 +134,12 @@ type orphan struct{ server, name string }
 
 // findOrphans lists, on every server that may hold dedicated databases,
 // the databases with the dedicated prefix that the catalog does not know
-// (the servers' template databases excepted).
+// (the product's own databases, templates included, excepted).
 func findOrphans(ctx context.Context, cfg config.Config, store *catalog.Store) ([]orphan, error) {
-	known := map[string]bool{cfg.Dedicated.DatabasePrefix + "template": true}
+	known := map[string]bool{}
+	for _, name := range provisionerConfig(cfg).OwnDatabases() {
+		known[name] = true // the template, and the catalog and shared databases if they share the prefix
+	}
 	dbs, err := store.Databases(ctx)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"time"
@@ -14,7 +16,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tenantgate/tenantgate/config"
-	"github.com/tenantgate/tenantgate/migrations"
 	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/router"
 	"github.com/tenantgate/tenantgate/tenancy"
@@ -27,6 +28,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
 )
@@ -110,11 +112,9 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	if g.catalogPool, g.store, err = openTracedCatalog(ctx, cfg, tr.pgx); err != nil {
 		return err
 	}
-	versions, err := schema.Versions(migrations.Tenant, "tenant")
-	if err != nil {
+	if err := requireTenantSchema(g.store); err != nil {
 		return err
 	}
-	g.store.RequireTenantVersion(versions[len(versions)-1])
 	tokens, err := identity.NewTokens(cfg.JWTSecret, cfg.JWTPrevious, cfg.JWTTTL)
 	if err != nil {
 		return err
@@ -147,15 +147,19 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 	reg := newRegistry()
 	g.reg = reg
 	reg.MustRegister(router.PoolCollector{Pools: g.pools}, router.PlacementCollector{Placements: c.Placements})
-	g.public = router.New(router.Deps{
+	hub.MaxPerOrganization = cfg.Events.MaxSocketsPerOrganization
+	svc := service.New(service.Deps{
 		Catalog: g.store, Tenants: c.Placements.Lookup, Data: tenantdb.NewStores(tenantdb.NewScope(leaseFunc(g.pools))), Plans: planLimits(cfg),
-		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed,
-		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log), Login: router.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
-		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, ScheduleDue: g.store.NoteScheduleDue,
-		Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins, Billing: billing(cfg),
+		Tokens: tokens, Keys: c.Keys, Principals: c.Principals, Revocations: c.Revocations, Changes: g.feed, Events: hub,
+		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log),
+		LoginThrottle: service.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
+		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, Billing: billing(cfg),
+		IdempotencySecret: idempotencySecret(cfg.JWTSecret), PasswordParams: identity.DefaultPasswordParams, Log: log,
+	})
+	g.public = router.New(router.Deps{
+		Service: svc, Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins,
 		Log: log, Metrics: router.NewMetrics(reg, cfg.Metrics.TopTenants), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
-		ProxyHeader: cfg.ProxyHeader, Tracer: tr.provider,
-		PasswordParams: identity.DefaultPasswordParams,
+		ProxyHeader: cfg.ProxyHeader, TrustedProxies: cfg.TrustedProxies, Tracer: tr.provider,
 	})
 	g.ops = router.NewOps(router.OpsDeps{
 		Catalog: g.store, Pools: g.pools, Degradable: g.degradable(), AdminToken: cfg.AdminToken, Gatherer: reg, Log: log,
@@ -191,8 +195,17 @@ func keySource(store *catalog.Store) identity.KeySource {
 	}
 }
 
+// idempotencySecret keys the HMAC of Idempotency-Key fingerprints: derived
+// from jwt_secret, so every replica has the same one and nothing new needs
+// configuring; the label keeps it apart from the signing key itself.
+func idempotencySecret(jwtSecret string) []byte {
+	m := hmac.New(sha256.New, []byte(jwtSecret))
+	m.Write([]byte("tenantgate idempotency fingerprints v1"))
+	return m.Sum(nil)
+}
+
 // signupCreator places signups on the free plan.
-func signupCreator(cfg config.Config, store *catalog.Store, log *slog.Logger) router.OrganizationCreator {
+func signupCreator(cfg config.Config, store *catalog.Store, log *slog.Logger) service.OrganizationCreator {
 	p := provisioner.New(provisionerConfig(cfg), store, log)
 	return func(ctx context.Context, slug, name, email, hash string, status tenancy.Status) (tenancy.Organization, error) {
 		return p.CreateOrganization(ctx, provisioner.CreateOrganization{Slug: slug, Name: name, Plan: tenancy.PlanFree,
@@ -336,16 +349,16 @@ func planLimits(cfg config.Config) map[tenancy.Plan]tenancy.Limits {
 	out := map[tenancy.Plan]tenancy.Limits{}
 	for _, p := range tenancy.Plans {
 		l := cfg.Plans[string(p)]
-		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS}
+		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS, MaxSchedules: l.MaxSchedules}
 	}
 	return out
 }
 
 // billing is the Stripe side of the configuration.
-func billing(cfg config.Config) router.Billing {
+func billing(cfg config.Config) service.Billing {
 	prices := map[string]tenancy.Plan{}
 	for price, plan := range cfg.Stripe.Prices {
 		prices[price] = tenancy.Plan(plan)
 	}
-	return router.Billing{WebhookSecret: cfg.Stripe.WebhookSecret, Prices: prices, GracePeriod: cfg.Stripe.GracePeriod}
+	return service.Billing{WebhookSecret: cfg.Stripe.WebhookSecret, Prices: prices, GracePeriod: cfg.Stripe.GracePeriod}
 }

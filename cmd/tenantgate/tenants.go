@@ -17,6 +17,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
 func (c *cli) tenantsCmd() *cobra.Command {
@@ -257,7 +258,7 @@ func (c *cli) tenantsMoveCmd() *cobra.Command {
 		if *to != tenancy.KindShared && *to != tenancy.KindDedicated {
 			return tenancy.Errorf(tenancy.CodeInvalid, "--to: must be shared or dedicated")
 		}
-		return c.enqueueMove(cmd, args[0], *to, "", *wait)
+		return c.enqueueMove(cmd, args[0], *to, *wait)
 	}
 	return cmd
 }
@@ -275,31 +276,46 @@ func (c *cli) tenantsSetPlanCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var moveTo string
-		err = c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
+		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
 			org, err := store.OrganizationBySlug(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			if want := placementOf(plan); want != org.Placement {
-				moveTo = want
+			svc, done, err := c.service(cfg, store)
+			if err != nil {
+				return err
+			}
+			defer done()
+			job, err := svc.ChangePlan(cmd.Context(), org.ID, plan)
+			if err != nil {
+				return err
+			}
+			if job == "" {
+				fmt.Fprintf(c.stdout, "organization %s: plan %s\n", org.Slug, plan)
 				return nil
 			}
-			if err := store.SetPlan(cmd.Context(), org.ID, plan); err != nil {
-				return err
-			}
-			if err := c.publish(cmd.Context(), cfg, store, tenancy.ChangeOrganization, org.ID); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.stdout, "organization %s: plan %s\n", org.Slug, plan)
-			return nil
+			fmt.Fprintf(c.stdout, "moving organization %s to %s for plan %s\n", org.Slug, placementOf(plan), plan)
+			return c.afterEnqueue(cmd.Context(), store, job, *wait)
 		})
-		if err != nil || moveTo == "" {
-			return err
-		}
-		return c.enqueueMove(cmd, args[0], moveTo, plan, *wait)
 	}
 	return cmd
+}
+
+// service is the application layer over store, for operations that need
+// only the catalog and the change feed; done closes the feed's bus.
+func (c *cli) service(cfg config.Config, store *catalog.Store) (*service.Service, func(), error) {
+	log := c.logger(cfg)
+	bus, client, err := openBus(cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	done := func() {
+		bus.Close()
+		if client != nil {
+			client.Close()
+		}
+	}
+	return service.New(service.Deps{Catalog: store, Changes: changes.New(store, bus, log), Log: log}), done, nil
 }
 
 func placementOf(plan tenancy.Plan) string {
@@ -309,17 +325,26 @@ func placementOf(plan tenancy.Plan) string {
 	return tenancy.KindShared
 }
 
-func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan, wait bool) error {
+func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, wait bool) error {
+	cfg, err := c.config()
+	if err != nil {
+		return err
+	}
 	return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
 		org, err := store.OrganizationBySlug(cmd.Context(), slug)
 		if err != nil {
 			return err
 		}
-		j, err := store.EnqueueJob(cmd.Context(), catalog.JobMove, org.ID, catalog.MovePayload{To: to, Plan: plan})
+		svc, done, err := c.service(cfg, store)
 		if err != nil {
 			return err
 		}
-		if org.Placement == to && plan == "" {
+		defer done()
+		job, err := svc.MoveOrganization(cmd.Context(), org.ID, to)
+		if err != nil {
+			return err
+		}
+		if org.Placement == to {
 			// A move job to where the tenant is finishes what a stopped
 			// move left: it abandons one that never switched, or clears
 			// the old copy of one that did. With nothing left it is a
@@ -328,7 +353,7 @@ func (c *cli) enqueueMove(cmd *cobra.Command, slug, to string, plan tenancy.Plan
 		} else {
 			fmt.Fprintf(c.stdout, "moving organization %s to %s\n", slug, to)
 		}
-		return c.afterEnqueue(cmd.Context(), store, j.ID, wait)
+		return c.afterEnqueue(cmd.Context(), store, job, wait)
 	})
 }
 
@@ -338,21 +363,22 @@ func (c *cli) tenantsDeleteCmd() *cobra.Command {
 	yes := cmd.Flags().Bool("yes", false, "really drop a dedicated database")
 	wait := cmd.Flags().Bool("wait", false, "wait until the deletion ends")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		cfg, err := c.config()
+		if err != nil {
+			return err
+		}
 		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
-			org, err := store.OrganizationDetailBySlug(cmd.Context(), args[0])
+			svc, done, err := c.service(cfg, store)
 			if err != nil {
 				return err
 			}
-			if org.Placement == tenancy.KindDedicated && !*yes {
-				return tenancy.Errorf(tenancy.CodeInvalid, "organization %s has its own database %s; add --yes to drop it with the organization",
-					org.Slug, org.Database)
-			}
-			j, err := store.EnqueueJob(cmd.Context(), catalog.JobDelete, org.ID, map[string]string{})
+			defer done()
+			job, err := svc.DeleteOrganization(cmd.Context(), args[0], *yes)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.stdout, "deleting organization %s\n", org.Slug)
-			return c.afterEnqueue(cmd.Context(), store, j.ID, *wait)
+			fmt.Fprintf(c.stdout, "deleting organization %s\n", args[0])
+			return c.afterEnqueue(cmd.Context(), store, job, *wait)
 		})
 	}
 	return cmd
@@ -366,6 +392,9 @@ func createRequest(slug, name, plan, email, password string) (provisioner.Create
 		return req, tenancy.Errorf(tenancy.CodeInvalid, "--slug and --name are required")
 	}
 	if err := tenancy.ValidateSlug(slug); err != nil {
+		return req, err
+	}
+	if err := tenancy.CheckName("--name", name, true, 200); err != nil {
 		return req, err
 	}
 	p, err := tenancy.ParsePlan(plan)
@@ -386,6 +415,9 @@ func createRequest(slug, name, plan, email, password string) (provisioner.Create
 	return req, err
 }
 
+// tenantTable prints organizations one a row. Every string is escaped
+// (escapeControl): a name is whatever its owner typed, and a tab, CR or LF
+// in it would otherwise shift columns or forge a row.
 func tenantTable(w io.Writer, orgs []catalog.OrganizationDetail) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SLUG\tNAME\tPLAN\tSTATUS\tPLACEMENT\tDATABASE\tUSERS\tAGENT-MINUTES\tID")
@@ -395,7 +427,8 @@ func tenantTable(w io.Writer, orgs []catalog.OrganizationDetail) error {
 			placement += " (" + o.PlacementState + ")"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
-			o.Slug, o.Name, o.Plan, o.Status, placement, o.Database, o.Users, o.AgentMinutesUsed, o.ID)
+			escapeControl(o.Slug), escapeControl(o.Name), escapeControl(string(o.Plan)), escapeControl(string(o.Status)),
+			escapeControl(placement), escapeControl(o.Database), o.Users, o.AgentMinutesUsed, escapeControl(o.ID))
 	}
 	return tw.Flush()
 }

@@ -1,4 +1,4 @@
-package move
+package move_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -72,7 +73,7 @@ func BenchmarkMove100k(b *testing.B) {
 // benchMoves times moves of fresh tenants (newTenant seeds one and returns
 // its id) to a dedicated database and checks every row arrived, reading
 // through view (the owner's DSN may not see past row-level security).
-func benchMoves(b *testing.B, bb *bundle, d Deps, rows int, newTenant func(i int) string,
+func benchMoves(b *testing.B, bb *bundle, d move.Deps, rows int, newTenant func(i int) string,
 	view func(tenancy.Database) tenancy.Database) {
 	ctx := testCtx(b)
 	var total, freeze time.Duration
@@ -83,11 +84,11 @@ func benchMoves(b *testing.B, bb *bundle, d Deps, rows int, newTenant func(i int
 
 		var marked, unfencing time.Time
 		start := time.Now()
-		err := Move(ctx, d, org, tenancy.KindDedicated, func(step string) {
+		err := move.Move(ctx, d, org, tenancy.KindDedicated, func(step string) {
 			switch step {
-			case StepMark:
+			case move.StepMark:
 				marked = time.Now()
-			case StepCleanup:
+			case move.StepCleanup:
 				unfencing = time.Now()
 			}
 		})

@@ -1,4 +1,4 @@
-package move
+package move_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 )
 
@@ -91,11 +92,11 @@ func TestFailureBeforeSwitchIsUndone(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ctx := testCtx(t)
-			for i, step := range []string{StepResolve, StepMark, StepFence, StepCopy, StepVerify} {
+			for i, step := range []string{move.StepResolve, move.StepMark, move.StepFence, move.StepCopy, move.StepVerify} {
 				t.Run(step, func(t *testing.T) {
 					s := b.start(t, fmt.Sprintf("fail-%d", i), d.plan)
-					_, err := b.move(ctx, s.org.ID, d.to, &hooks{failAfter: step})
-					require.ErrorIs(t, err, errInjected, step)
+					_, err := b.move(ctx, s.org.ID, d.to, move.FailAfter(step))
+					require.ErrorIs(t, err, move.ErrInjected, step)
 					b.requireOnSource(t, s)
 					_, err = b.move(ctx, s.org.ID, d.to, nil)
 					require.NoError(t, err, "a rerun after a failure at %s", step)
@@ -124,11 +125,11 @@ func TestFailureAfterSwitchIsFinishedByARerun(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ctx := testCtx(t)
-			for i, step := range []string{StepSwitch, StepCleanup} {
+			for i, step := range []string{move.StepSwitch, move.StepCleanup} {
 				t.Run(step, func(t *testing.T) {
 					s := b.start(t, fmt.Sprintf("late-%d", i), d.plan)
-					_, err := b.move(ctx, s.org.ID, d.to, &hooks{failAfter: step})
-					require.ErrorIs(t, err, errInjected, step)
+					_, err := b.move(ctx, s.org.ID, d.to, move.FailAfter(step))
+					require.ErrorIs(t, err, move.ErrInjected, step)
 					now := b.tenant(t, s.org.ID)
 					require.Equal(t, d.to, now.Placement.Kind, "served from the target after a failure at %s", step)
 					require.Equal(t, s.before.Placement.Epoch+1, now.Placement.Epoch)
@@ -152,11 +153,11 @@ func TestCrashAtEachStepConvergesOnRerun(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ctx := testCtx(t)
-			for i, step := range []string{StepResolve, StepMark, StepFence, StepCopy, StepVerify, StepSwitch, StepCleanup} {
+			for i, step := range []string{move.StepResolve, move.StepMark, move.StepFence, move.StepCopy, move.StepVerify, move.StepSwitch, move.StepCleanup} {
 				t.Run(step, func(t *testing.T) {
 					s := b.start(t, fmt.Sprintf("crash-%d", i), d.plan)
-					_, err := b.move(ctx, s.org.ID, d.to, &hooks{crashAfter: step})
-					require.ErrorIs(t, err, errCrash)
+					_, err := b.move(ctx, s.org.ID, d.to, move.CrashAfter(step))
+					require.ErrorIs(t, err, move.ErrCrash)
 					_, err = b.move(ctx, s.org.ID, d.to, nil)
 					require.NoError(t, err, "a rerun after a crash at %s", step)
 					b.requireMoved(t, s, d.to)
@@ -176,11 +177,11 @@ func TestCrashThenAbandon(t *testing.T) {
 			t.Parallel()
 			b := setup(t)
 			ctx := testCtx(t)
-			for i, step := range []string{StepResolve, StepMark, StepFence, StepCopy, StepVerify} {
+			for i, step := range []string{move.StepResolve, move.StepMark, move.StepFence, move.StepCopy, move.StepVerify} {
 				t.Run(step, func(t *testing.T) {
 					s := b.start(t, fmt.Sprintf("abandon-%d", i), d.plan)
-					_, err := b.move(ctx, s.org.ID, d.to, &hooks{crashAfter: step})
-					require.ErrorIs(t, err, errCrash)
+					_, err := b.move(ctx, s.org.ID, d.to, move.CrashAfter(step))
+					require.ErrorIs(t, err, move.ErrCrash)
 					_, err = b.move(ctx, s.org.ID, s.before.Placement.Kind, nil)
 					require.NoError(t, err, "abandoning after a crash at %s", step)
 					b.requireOnSource(t, s)
@@ -203,11 +204,11 @@ func TestVerificationFailure(t *testing.T) {
 	}
 	for name, sql := range tampers {
 		s := b.start(t, "tamper-"+name, tenancy.PlanPro)
-		_, err := b.move(ctx, s.org.ID, tenancy.KindDedicated, &hooks{tamper: func(ctx context.Context, tx pgx.Tx) error {
+		_, err := b.move(ctx, s.org.ID, tenancy.KindDedicated, move.Tamper(func(ctx context.Context, tx pgx.Tx) error {
 			_, err := tx.Exec(ctx, sql, s.org.ID)
 			return err
-		}})
-		require.ErrorIs(t, err, ErrMismatch, name)
+		}))
+		require.ErrorIs(t, err, move.ErrMismatch, name)
 		b.requireOnSource(t, s)
 	}
 }
@@ -219,10 +220,10 @@ func TestCancelledMoveIsUndone(t *testing.T) {
 	b := setup(t)
 	s := b.start(t, "cancelled", tenancy.PlanPro)
 	ctx, cancel := context.WithCancel(testCtx(t))
-	_, err := b.move(ctx, s.org.ID, tenancy.KindDedicated, &hooks{tamper: func(context.Context, pgx.Tx) error {
+	_, err := b.move(ctx, s.org.ID, tenancy.KindDedicated, move.Tamper(func(context.Context, pgx.Tx) error {
 		cancel()
 		return nil
-	}})
+	}))
 	require.ErrorIs(t, err, context.Canceled)
 	b.requireOnSource(t, s)
 }
@@ -235,8 +236,8 @@ func TestRerunForgetsADroppedDatabase(t *testing.T) {
 	b := setup(t)
 	ctx := testCtx(t)
 	s := b.start(t, "gone", tenancy.PlanEnterprise)
-	_, err := b.move(ctx, s.org.ID, tenancy.KindShared, &hooks{crashAfter: StepSwitch})
-	require.ErrorIs(t, err, errCrash)
+	_, err := b.move(ctx, s.org.ID, tenancy.KindShared, move.CrashAfter(move.StepSwitch))
+	require.ErrorIs(t, err, move.ErrCrash)
 	old, err := b.store.Database(ctx, s.source.ID)
 	require.NoError(t, err)
 	require.Equal(t, "dropping", old.State, "the switch retired it")

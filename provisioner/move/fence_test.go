@@ -1,4 +1,4 @@
-package move
+package move_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
@@ -37,8 +38,8 @@ func TestStaleReplicaCannotWrite(t *testing.T) {
 	agent, err := b.write(t, stale, "before")
 	require.NoError(t, err)
 
-	_, err = b.move(ctx, o.ID, tenancy.KindDedicated, &hooks{crashAfter: StepFence})
-	require.ErrorIs(t, err, errCrash)
+	_, err = b.move(ctx, o.ID, tenancy.KindDedicated, move.CrashAfter(move.StepFence))
+	require.ErrorIs(t, err, move.ErrCrash)
 	require.Equal(t, tenancy.PlacementReady, stale.Placement.State, "the replica's copy still says ready")
 
 	_, err = b.write(t, stale, "after")
@@ -70,8 +71,8 @@ func TestApplicationRoleCannotLiftAFence(t *testing.T) {
 	ctx := testCtx(t)
 	o := b.org(t, "lift", tenancy.PlanPro)
 	shared := b.shared(t)
-	_, err := b.move(ctx, o.ID, tenancy.KindDedicated, &hooks{crashAfter: StepFence})
-	require.ErrorIs(t, err, errCrash)
+	_, err := b.move(ctx, o.ID, tenancy.KindDedicated, move.CrashAfter(move.StepFence))
+	require.ErrorIs(t, err, move.ErrCrash)
 
 	app := tenancytest.Connect(t, b.env.AppURL(t, shared.DSN))
 	var n int
@@ -116,9 +117,8 @@ func TestFenceDrainsWritesInFlight(t *testing.T) {
 	require.NoError(t, err)
 	insert(t, inFlight, o.ID, "in flight")
 
-	m := newMover(b.deps, o.ID, nil)
 	fenced := make(chan error, 1)
-	go func() { fenced <- m.fence(ctx, shared, 1, "") }()
+	go func() { fenced <- move.Fence(ctx, b.deps, o.ID, shared, 1) }()
 	waitForLock(t, b, shared, "tenantgate-move")
 
 	lateDone := make(chan error, 1)

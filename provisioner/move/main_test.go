@@ -1,4 +1,4 @@
-package move
+package move_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tenantgate/tenantgate/provisioner"
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -36,7 +37,7 @@ type bundle struct {
 	cfg       provisioner.Config
 	store     *catalog.Store
 	prov      *provisioner.Provisioner
-	deps      Deps
+	deps      move.Deps
 	publishes atomic.Int64
 	scope     *tenantdb.Scope
 	data      tenantdb.Stores
@@ -57,7 +58,7 @@ func setup(t testing.TB) *bundle {
 	t.Cleanup(pool.Close)
 	b.store = catalog.New(pool)
 	b.prov = provisioner.New(b.cfg, b.store, quiet)
-	b.deps = Deps{
+	b.deps = move.Deps{
 		Catalog: b.store,
 		Publish: func(context.Context, string) error { b.publishes.Add(1); return nil },
 		CreateDedicated: func(ctx context.Context, slug string) (tenancy.Database, error) {
@@ -213,7 +214,7 @@ func (b *bundle) seed(t testing.TB, db tenancy.Database, orgID string, n int) {
 	conn := b.owner(t, db)
 	for i, s := range stmts {
 		_, err := conn.Exec(ctx, strings.ReplaceAll(s, "{n}", strconv.Itoa(counts[i])), orgID)
-		require.NoError(t, err, tenantTables[i])
+		require.NoError(t, err, move.TenantTables[i])
 	}
 }
 
@@ -226,7 +227,7 @@ func (b *bundle) snapshot(t testing.TB, db tenancy.Database, orgID string) map[s
 	_, err := conn.Exec(ctx, `SET TimeZone = 'UTC'`)
 	require.NoError(t, err)
 	out := map[string]map[string]string{}
-	for _, tbl := range tenantTables {
+	for _, tbl := range move.TenantTables {
 		key := "id::text"
 		if tbl == "idempotency_keys" {
 			key = "key"
@@ -291,10 +292,9 @@ func (b *bundle) write(t testing.TB, tn tenancy.Tenant, name string) (tenantdb.A
 }
 
 // move runs Move with hooks h (nil: none), recording the steps reported.
-func (b *bundle) move(ctx context.Context, orgID, to string, h *hooks) ([]string, error) {
-	d := b.deps
-	d.hooks = h
+func (b *bundle) move(ctx context.Context, orgID, to string, h *move.Hooks) ([]string, error) {
+	d := move.WithHooks(b.deps, h)
 	var steps []string
-	err := Move(ctx, d, orgID, to, func(s string) { steps = append(steps, s) })
+	err := move.Move(ctx, d, orgID, to, func(s string) { steps = append(steps, s) })
 	return steps, err
 }

@@ -1,4 +1,4 @@
-package move
+package move_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/migrations"
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -33,7 +34,7 @@ func TestMoveRoundTrip(t *testing.T) {
 
 	steps, err := b.move(ctx, o.ID, tenancy.KindDedicated, nil)
 	require.NoError(t, err)
-	require.Equal(t, []string{StepResolve, StepMark, StepFence, StepCopy, StepVerify, StepSwitch, StepCleanup}, steps)
+	require.Equal(t, []string{move.StepResolve, move.StepMark, move.StepFence, move.StepCopy, move.StepVerify, move.StepSwitch, move.StepCleanup}, steps)
 	after := b.tenant(t, o.ID)
 	require.Equal(t, tenancy.KindDedicated, after.Placement.Kind)
 	require.Equal(t, tenancy.PlacementReady, after.Placement.State)
@@ -68,7 +69,7 @@ func TestMoveRoundTrip(t *testing.T) {
 
 	steps, err = b.move(ctx, o.ID, tenancy.KindShared, nil)
 	require.NoError(t, err, "moving to where the tenant is does nothing")
-	require.Equal(t, []string{StepResolve, StepCleanup}, steps)
+	require.Equal(t, []string{move.StepResolve, move.StepCleanup}, steps)
 	require.Equal(t, back.Placement.Epoch, b.tenant(t, o.ID).Placement.Epoch)
 }
 
@@ -104,7 +105,7 @@ func TestMoveRefusesBadRequests(t *testing.T) {
 	unlock, err := b.store.LockMove(ctx, o.ID)
 	require.NoError(t, err)
 	_, err = b.move(ctx, o.ID, tenancy.KindDedicated, nil)
-	require.ErrorIs(t, err, ErrBusy, "one mover per organization")
+	require.ErrorIs(t, err, move.ErrBusy, "one mover per organization")
 	unlock()
 	_, err = b.move(ctx, o.ID, tenancy.KindDedicated, nil)
 	require.NoError(t, err)
@@ -126,7 +127,7 @@ func TestMoveRefusesSchemaMismatch(t *testing.T) {
 		}
 		return db, err
 	}
-	err := Move(ctx, d, o.ID, tenancy.KindDedicated, nil)
+	err := move.Move(ctx, d, o.ID, tenancy.KindDedicated, nil)
 	require.ErrorContains(t, err, "migrate them first")
 	require.Equal(t, b.shared(t).ID, b.tenant(t, o.ID).Placement.DatabaseID)
 	require.Equal(t, tenancy.PlacementReady, b.tenant(t, o.ID).Placement.State)
@@ -183,7 +184,7 @@ func TestMoveAsPlainOwner(t *testing.T) {
 	forcedBefore := b.forcedTables(t, asRoot(dedicated))
 	require.NotEmpty(t, forcedBefore)
 
-	require.NoError(t, Move(ctx, d, o.ID, tenancy.KindDedicated, nil))
+	require.NoError(t, move.Move(ctx, d, o.ID, tenancy.KindDedicated, nil))
 	require.Equal(t, dedicated.ID, b.tenant(t, o.ID).Placement.DatabaseID)
 	require.Equal(t, want, b.snapshot(t, asRoot(dedicated), o.ID))
 	// The copy into the tenant's own database lifts FORCE ROW LEVEL
@@ -196,7 +197,7 @@ func TestMoveAsPlainOwner(t *testing.T) {
 	require.NoError(t, err)
 
 	want = b.snapshot(t, asRoot(dedicated), o.ID)
-	require.NoError(t, Move(ctx, d, o.ID, tenancy.KindShared, nil))
+	require.NoError(t, move.Move(ctx, d, o.ID, tenancy.KindShared, nil))
 	require.Equal(t, want, b.snapshot(t, asRoot(shared), o.ID))
 	require.False(t, b.databaseExists(t, dedicated.Name))
 }

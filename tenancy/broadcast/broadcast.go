@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,12 +74,17 @@ type Redis struct {
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	mu     sync.Mutex
-	subs   []*redis.PubSub
+	// subs holds the subscriptions not yet stopped, for Close. stop takes
+	// its own out: a gateway subscribes and stops once per organization
+	// whose sockets come and go, so anything kept here until Close grows
+	// for as long as the process runs.
+	subs   map[*redis.PubSub]struct{}
+	closed bool
 }
 
 // NewRedis returns a bus on client whose channel names start with prefix.
 func NewRedis(client *redis.Client, prefix string, log *slog.Logger) *Redis {
-	return &Redis{client: client, prefix: prefix, log: log}
+	return &Redis{client: client, prefix: prefix, log: log, subs: map[*redis.PubSub]struct{}{}}
 }
 
 // Publish sends payload to every replica subscribed to channel.
@@ -88,6 +94,11 @@ func (r *Redis) Publish(ctx context.Context, channel string, payload []byte) err
 
 // Subscribe starts a goroutine, owned by the bus, that delivers channel's
 // messages to fn. go-redis reconnects on its own after Redis comes back.
+// stop unsubscribes and forgets the subscription; its goroutine ends once
+// go-redis has closed the message channel. Messages still queued when stop
+// is called are not delivered (one being delivered at that moment may
+// be). stop does not wait for the goroutine, so fn may call it; Close
+// waits for every goroutine.
 func (r *Redis) Subscribe(channel string, fn func([]byte)) func() {
 	ps := r.client.Subscribe(context.Background(), r.prefix+channel)
 	// Wait for Redis to confirm, so a message published right after
@@ -98,28 +109,54 @@ func (r *Redis) Subscribe(channel string, fn func([]byte)) func() {
 		r.log.Warn("redis subscribe not confirmed; will retry in the background", "channel", channel, "err", err)
 	}
 	cancel()
-	r.mu.Lock()
-	r.subs = append(r.subs, ps)
-	r.mu.Unlock()
 	ch := ps.Channel(redis.WithChannelHealthCheckInterval(10 * time.Second))
-	r.wg.Add(1)
+	r.mu.Lock()
+	if r.closed { // nothing would close it
+		r.mu.Unlock()
+		ps.Close()
+		return func() {}
+	}
+	r.subs[ps] = struct{}{}
+	r.wg.Add(1) // under mu, so never concurrent with Close's Wait
+	r.mu.Unlock()
+	var stopped atomic.Bool
 	go func() {
 		defer r.wg.Done()
-		for msg := range ch {
-			fn([]byte(msg.Payload))
+		for msg := range ch { // closed by ps.Close
+			if !stopped.Load() {
+				fn([]byte(msg.Payload))
+			}
 		}
 	}()
-	var once sync.Once
-	return func() { once.Do(func() { ps.Close() }) }
+	return func() {
+		if stopped.Swap(true) {
+			return
+		}
+		r.mu.Lock()
+		_, mine := r.subs[ps]
+		delete(r.subs, ps)
+		r.mu.Unlock()
+		if mine { // else Close has closed it
+			ps.Close()
+		}
+	}
 }
 
-// Close ends every subscription and waits for their goroutines.
+// subscriptions is how many subscriptions the bus is tracking.
+func (r *Redis) subscriptions() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.subs)
+}
+
+// Close ends every subscription and waits for their goroutines. Subscribe
+// after Close returns a subscription that delivers nothing.
 func (r *Redis) Close() error {
 	r.mu.Lock()
 	subs := r.subs
-	r.subs = nil
+	r.subs, r.closed = nil, true
 	r.mu.Unlock()
-	for _, ps := range subs {
+	for ps := range subs {
 		ps.Close()
 	}
 	r.wg.Wait()

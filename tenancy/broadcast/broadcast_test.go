@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"os"
+	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -72,4 +74,56 @@ func TestRedisAcrossReplicas(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	conformance(t, a, b)
+}
+
+// TestRedisStopForgetsSubscription: a gateway subscribes and stops once
+// per organization whose sockets come and go, for as long as it runs, so a
+// stopped subscription must leave nothing behind: not in the bus, not a
+// goroutine. Not parallel: it compares goroutine counts, which other
+// running tests would move.
+func TestRedisStopForgetsSubscription(t *testing.T) {
+	opts, err := redis.ParseURL(redisURL())
+	require.NoError(t, err)
+	client := redis.NewClient(opts)
+	defer client.Close()
+	require.NoError(t, client.Ping(context.Background()).Err(), "Redis must run for the tests")
+	bus := NewRedis(client, prefix(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	defer bus.Close()
+	baseline := runtime.NumGoroutine()
+
+	got := make(chan string, 1)
+	for i := range 1000 {
+		stop := bus.Subscribe("org-"+strconv.Itoa(i%10), func(p []byte) {
+			select {
+			case got <- string(p):
+			default:
+			}
+		})
+		stop()
+		stop() // a second stop does nothing
+	}
+	require.Zero(t, bus.subscriptions(), "stopped subscriptions are forgotten")
+	// Polled here, not with require.Eventually: that runs each check on a
+	// goroutine of its own, which the count would include.
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > baseline {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("the goroutines of stopped subscriptions did not end: %d running, %d before\n%s",
+				runtime.NumGoroutine(), baseline, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	// The bus still works after all that.
+	stop := bus.Subscribe("org-0", func(p []byte) { got <- string(p) })
+	defer stop()
+	require.Equal(t, 1, bus.subscriptions())
+	require.NoError(t, bus.Publish(context.Background(), "org-0", []byte("hello")))
+	select {
+	case p := <-got:
+		require.Equal(t, "hello", p)
+	case <-time.After(5 * time.Second):
+		t.Fatal("message not delivered")
+	}
 }

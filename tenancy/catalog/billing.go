@@ -2,6 +2,9 @@ package catalog
 
 import (
 	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 )
@@ -21,6 +24,50 @@ func (s *Store) FirstStripeEvent(ctx context.Context, id, typ string) (bool, err
 func (s *Store) ForgetStripeEvent(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM stripe_events WHERE id = $1`, id)
 	return interpret(err, "stripe event")
+}
+
+// StripeEvent is what ordering a Stripe event needs.
+type StripeEvent struct {
+	ID, Type string
+	// Subscription names the sequence the event belongs to: its
+	// subscription, or its customer when it has none.
+	Subscription string
+	Created      time.Time
+}
+
+// ClaimStripeEvent records a Stripe event and reports whether to apply it:
+// not when it was seen before (fresh false), nor when a newer event of the
+// same subscription was already applied (stale true; it stays recorded, so
+// a redelivery is a duplicate). Events of the same second are applied in
+// arrival order: Stripe's times are whole seconds.
+func (s *Store) ClaimStripeEvent(ctx context.Context, e StripeEvent) (fresh, stale bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING`, e.ID, e.Type)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		fresh = true
+		if e.Subscription == "" {
+			return nil
+		}
+		tag, err = tx.Exec(ctx, `INSERT INTO stripe_subscriptions (id, last_event_at) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET last_event_at = EXCLUDED.last_event_at
+			WHERE stripe_subscriptions.last_event_at <= EXCLUDED.last_event_at`, e.Subscription, e.Created)
+		stale = err == nil && tag.RowsAffected() == 0
+		return err
+	})
+	return fresh, stale, interpret(err, "stripe event")
+}
+
+// BillingOwners returns the organization a subscription's metadata names
+// and the one its customer belongs to ("" for either when none), so that
+// a caller can refuse an event where they disagree.
+func (s *Store) BillingOwners(ctx context.Context, orgID, customerID string) (byID, byCustomer string, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT
+		coalesce((SELECT id::text FROM organizations WHERE $1 <> '' AND id::text = $1), ''),
+		coalesce((SELECT id::text FROM organizations WHERE $2 <> '' AND stripe_customer_id = $2), '')`,
+		orgID, customerID).Scan(&byID, &byCustomer)
+	return byID, byCustomer, interpret(err, "organization")
 }
 
 // OrganizationForBilling finds the organization a Stripe subscription is

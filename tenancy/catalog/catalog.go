@@ -29,8 +29,19 @@ type Store struct {
 
 // RequireTenantVersion makes tenants on databases whose schema is older
 // than v read as not ready: after an upgrade, until `migrate tenants` has
-// brought their database up, they get 503 rather than queries that fail.
+// brought their database up, they get 503 rather than queries that fail,
+// and the scheduler fires nothing into them. Every process that serves or
+// writes tenant data must call it (with the newest tenant migration it
+// embeds) before it reads a tenant.
 func (s *Store) RequireTenantVersion(v uint) { s.minTenantVersion = int64(v) }
+
+// databaseServes is the one rule for "this tenant's database may serve
+// now", read as Placement.DatabaseReady by Tenant and Placement: in
+// service, not left dirty by a failed migration, and at least at the
+// tenant schema this binary's queries need ($2: minTenantVersion). The
+// gateway admits requests by it and the scheduler fires schedules by it,
+// so neither writes where the other would refuse to.
+const databaseServes = `(d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2)`
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }

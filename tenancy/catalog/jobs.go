@@ -115,6 +115,12 @@ func (s *Store) FinishJob(ctx context.Context, id, worker, step string, jobErr e
 	return interpret(err, "job")
 }
 
+// DeletePayload is what a delete job carries: the organization's id, which
+// outlives the job's organization_id (nulled when the records go).
+type DeletePayload struct {
+	OrganizationID string `json:"organizationId"`
+}
+
 // MovePayload is what a move job carries: where to, and the plan to set
 // once there (empty: unchanged).
 type MovePayload struct {

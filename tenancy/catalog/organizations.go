@@ -131,20 +131,21 @@ func (s *Store) OrganizationDetailBySlug(ctx context.Context, slug string) (Orga
 func (s *Store) Placement(ctx context.Context, orgID string) (tenancy.Placement, error) {
 	var p tenancy.Placement
 	err := s.pool.QueryRow(ctx, `
-		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state,
-			d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2
+		SELECT p.organization_id::text, p.database_id::text, d.kind, p.epoch, p.state, `+databaseServes+`
 		FROM placements p JOIN databases d ON d.id = p.database_id
 		WHERE p.organization_id = $1`, orgID, s.minTenantVersion).Scan(&p.OrganizationID, &p.DatabaseID, &p.Kind, &p.Epoch, &p.State, &p.DatabaseReady)
 	return p, interpret(err, "placement")
 }
 
 // Tenant returns an organization with its placement, what a request needs
-// to be admitted and routed, in one query.
+// to be admitted and routed, in one query. The gateway and the scheduler
+// both decide by it whether the tenant's database may serve now
+// (Placement.DatabaseReady, see databaseServes).
 func (s *Store) Tenant(ctx context.Context, orgID string) (tenancy.Tenant, error) {
 	var t tenancy.Tenant
 	o, p := &t.Organization, &t.Placement
-	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state,
-		d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2`+orgFrom+`WHERE o.id = $1`, orgID, s.minTenantVersion).
+	err := s.pool.QueryRow(ctx, `SELECT `+orgColumns+`, p.database_id::text, p.epoch, p.state, `+databaseServes+
+		orgFrom+`WHERE o.id = $1`, orgID, s.minTenantVersion).
 		Scan(append(orgFields(o), &p.DatabaseID, &p.Epoch, &p.State, &p.DatabaseReady)...)
 	p.OrganizationID, p.Kind = o.ID, o.Placement
 	return t, interpret(err, "organization")

@@ -82,9 +82,23 @@ func (s *Store) SetUserRole(ctx context.Context, orgID, userID string, role tena
 		var err error
 		u, err = scanUser(tx.QueryRow(ctx, `UPDATE users SET role = $3, updated_at = now()
 			WHERE organization_id = $1 AND id = $2 RETURNING `+userColumns, orgID, userID, role))
-		return interpret(err, "user")
+		if err != nil {
+			return interpret(err, "user")
+		}
+		// The user's keys come down with it, for good: a key never acts
+		// above its creator, and must not regain a role when the creator
+		// is promoted again or deleted.
+		_, err = tx.Exec(ctx, `UPDATE api_keys SET role = $3
+			WHERE organization_id = $1 AND created_by = $2 AND `+roleRank("role")+` > `+roleRank("$3::text"),
+			orgID, userID, role)
+		return interpret(err, "API keys")
 	})
 	return u, err
+}
+
+// roleRank is the SQL rank of a role expression: owner 3, admin 2, member 1.
+func roleRank(expr string) string {
+	return `(CASE ` + expr + ` WHEN 'owner' THEN 3 WHEN 'admin' THEN 2 ELSE 1 END)`
 }
 
 // DeleteUser removes a user of the organization, unless it is the last owner.

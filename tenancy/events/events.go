@@ -3,15 +3,19 @@
 // replica made the change: each organization has a channel of its own on
 // the broadcast bus (Redis pub/sub, or in process), and a gateway listens
 // on the channel of an organization only while one of its clients is
-// connected.
+// connected. Hub.Reserve caps the sockets one organization holds open on a
+// gateway.
 package events
 
 import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/tenantgate/tenantgate/tenancy"
 )
 
 // Event is what a client receives.
@@ -32,6 +36,14 @@ type Bus interface {
 // ends (logout, key revoked, user deleted, organization suspended).
 type Principal struct {
 	OrganizationID, UserID, TokenID, KeyPrefix string
+	// ExpiresAt is when the credential expires, and the socket with it;
+	// zero when it does not expire.
+	ExpiresAt time.Time
+}
+
+// Expired reports whether p's credential has expired at now.
+func (p Principal) Expired(now time.Time) bool {
+	return !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
 }
 
 // Client is one connected socket's queue of events.
@@ -51,11 +63,22 @@ func (c *Client) drop() { c.once.Do(func() { close(c.Events) }) }
 
 // Hub tracks a gateway's clients by organization.
 type Hub struct {
+	// MaxPerOrganization caps the event streams one organization may hold
+	// open on this gateway replica (see Reserve); 0, the default, means no
+	// cap. Set it before the hub is used.
+	MaxPerOrganization int
+
 	bus  Bus
 	log  *slog.Logger
 	mu   sync.Mutex
 	orgs map[string]*room
+	// streams counts each organization's reserved event streams.
+	streams map[string]int
 }
+
+// reserveRetryAfter is what a client refused by the socket cap is told to
+// wait: sockets end at their own pace, so there is no better estimate.
+const reserveRetryAfter = 5 * time.Second
 
 type room struct {
 	clients map[*Client]struct{}
@@ -64,7 +87,41 @@ type room struct {
 
 // NewHub returns a hub on bus.
 func NewHub(bus Bus, log *slog.Logger) *Hub {
-	return &Hub{bus: bus, log: log, orgs: map[string]*room{}}
+	return &Hub{bus: bus, log: log, orgs: map[string]*room{}, streams: map[string]int{}}
+}
+
+// Reserve takes one of the organization's event-stream slots for a socket
+// about to open, and returns the function that gives it back; release is
+// safe to call more than once. With MaxPerOrganization streams already
+// open it returns a *tenancy.Error with code rate_limited and a
+// RetryAfter instead.
+//
+// The count is per gateway replica, kept in memory: behind a load
+// balancer with N replicas an organization may hold up to N times
+// MaxPerOrganization sockets in all. That bounds what one organization
+// costs each replica, which is the point; a count shared through Redis
+// would have to survive replicas that die holding slots.
+func (h *Hub) Reserve(orgID string) (release func(), err error) {
+	orgID = strings.Clone(orgID) // kept as a map key: never a view of a request buffer
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.streams[orgID]; h.MaxPerOrganization > 0 && n >= h.MaxPerOrganization {
+		e := tenancy.Errorf(tenancy.CodeRateLimited,
+			"the organization has %d open event streams, the most allowed; close one or retry later", n)
+		e.RetryAfter = reserveRetryAfter
+		return nil, e
+	}
+	h.streams[orgID]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if h.streams[orgID]--; h.streams[orgID] <= 0 {
+				delete(h.streams, orgID) // no entry kept per organization ever seen
+			}
+		})
+	}, nil
 }
 
 func channel(orgID string) string { return "events:" + orgID }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/broadcast"
 )
 
@@ -110,4 +111,61 @@ func TestRedisDownDeliversLocally(t *testing.T) {
 	nothing(t, b)
 	h.Leave(a)
 	h.Leave(b)
+}
+
+func TestReserveCapsStreamsPerOrganization(t *testing.T) {
+	t.Parallel()
+	h := NewHub(broadcast.NewLocal(), quiet)
+	h.MaxPerOrganization = 2
+	r1, err := h.Reserve("A")
+	require.NoError(t, err)
+	r2, err := h.Reserve("A")
+	require.NoError(t, err)
+
+	_, err = h.Reserve("A")
+	var te *tenancy.Error
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, tenancy.CodeRateLimited, te.Code)
+	require.Contains(t, te.Message, "2 open event streams, the most allowed")
+	require.Positive(t, te.RetryAfter)
+
+	rb, err := h.Reserve("B")
+	require.NoError(t, err, "another organization has slots of its own")
+
+	r1()
+	r1() // a second release gives nothing back twice
+	r3, err := h.Reserve("A")
+	require.NoError(t, err, "a released slot is free again")
+	_, err = h.Reserve("A")
+	require.Equal(t, tenancy.CodeRateLimited, tenancy.ErrorCode(err), "released once, counted once")
+
+	for _, release := range []func(){r2, r3, rb} {
+		release()
+	}
+	h.mu.Lock()
+	require.Empty(t, h.streams, "organizations without streams leave no entry")
+	h.mu.Unlock()
+}
+
+func TestReserveUnlimitedByDefault(t *testing.T) {
+	t.Parallel()
+	h := NewHub(broadcast.NewLocal(), quiet)
+	var releases []func()
+	for range 1000 {
+		release, err := h.Reserve("A")
+		require.NoError(t, err)
+		releases = append(releases, release)
+	}
+	for _, release := range releases {
+		release()
+	}
+}
+
+func TestPrincipalExpired(t *testing.T) {
+	t.Parallel()
+	now := time.Now()
+	require.False(t, Principal{}.Expired(now), "no expiry: never")
+	require.False(t, Principal{ExpiresAt: now.Add(time.Second)}.Expired(now))
+	require.True(t, Principal{ExpiresAt: now}.Expired(now))
+	require.True(t, Principal{ExpiresAt: now.Add(-time.Second)}.Expired(now))
 }

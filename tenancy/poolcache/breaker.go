@@ -83,10 +83,14 @@ func (c *Cache) recordLocked(id string, probe, failed bool, err error) breakerCh
 
 // IsConnectionError reports whether err says that a database cannot be
 // reached or cannot serve, as opposed to a failing statement: a connect
-// error (a connect timeout included), a network error, or SQLSTATE class 08
-// (connection exception),
-// 28 (invalid authorization), 57P01-57P03 (shutdown, cannot connect now)
-// or 3D000 (database does not exist).
+// error, a network error, or SQLSTATE class 08 (connection exception), 28
+// (invalid authorization), 57P01-57P03 (shutdown, cannot connect now) or
+// 3D000 (database does not exist).
+//
+// A connect error (pgconn.ConnectError) counts whatever its cause: a
+// refused dial, a connect timeout, and every refusal by the server while
+// connecting, such as 55000 (the database does not allow connections) and
+// 42501 (CONNECT revoked), which on a statement would be other matters.
 func IsConnectionError(err error) bool {
 	if err == nil || errors.Is(err, ErrBudgetExhausted) {
 		// A spent budget is this process's limit, not the database's fault.

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
 func TestBreakerOpensForOneDatabase(t *testing.T) {
@@ -124,6 +126,8 @@ func TestIsConnectionError(t *testing.T) {
 		{pgErr("57P01"), true},
 		{pgErr("57P03"), true},
 		{pgErr("57014"), false}, // query_canceled
+		{pgErr("42501"), false}, // a statement's permission denied; at connect it comes in a ConnectError
+		{pgErr("55000"), false}, // a statement's object_not_in_prerequisite_state, likewise
 		{pgErr("23505"), false},
 		{pgErr("42P01"), false},
 		{fmt.Errorf("wrapped: %w", pgErr("57P02")), true},
@@ -153,4 +157,51 @@ func TestStatementTimeoutIsNotAConnectionError(t *testing.T) {
 	_, err = l.Pool().Exec(ctx, "select pg_sleep(5)")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	require.False(t, poolcache.IsConnectionError(err), "%v", err)
+}
+
+// TestBreakerCountsRefusedConnections: a database that refuses the
+// application's connections while the server is up counts as unreachable:
+// its breaker opens and answers tenant_unavailable with a Retry-After, and
+// each probe's refusal opens it again.
+func TestBreakerCountsRefusedConnections(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		refuse, allow string // %[1]s the database, %[2]s the application role
+	}{
+		{"allow_connections false", "ALTER DATABASE %[1]s ALLOW_CONNECTIONS false", "ALTER DATABASE %[1]s ALLOW_CONNECTIONS true"},
+		{"connect revoked", "REVOKE CONNECT ON DATABASE %[1]s FROM PUBLIC, %[2]s", "GRANT CONNECT ON DATABASE %[1]s TO %[2]s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := tenancytest.NewEnv(t) // its cleanup, the drop, runs last
+			dsn := e.NewTenantDatabase(t, "refusing")
+			sql := func(format string) string {
+				return fmt.Sprintf(format, pgx.Identifier{e.Prefix + "refusing"}.Sanitize(), pgx.Identifier{e.AppRole}.Sanitize())
+			}
+			adminExec(t, sql(tc.refuse))
+			// Allowed again before the drop: cleanups run last-in first-out.
+			t.Cleanup(func() { adminExec(t, sql(tc.allow)) })
+			src := newSource(map[string]poolcache.Target{"a": {DSN: e.AppURL(t, dsn)}})
+			c := newCache(t, poolcache.Config{BreakerThreshold: 2, BreakerCooldown: 100 * time.Millisecond}, src.lookup)
+
+			for range 2 {
+				err := query(c, "a", "select 1")
+				require.True(t, poolcache.IsConnectionError(err), "%v", err)
+			}
+			requireRefused(t, c, "a")
+			var te *tenancy.Error
+			_, err := c.Lease(t.Context(), "a")
+			require.ErrorAs(t, err, &te)
+			require.Positive(t, te.RetryAfter)
+
+			probe := waitProbe(t, c, "a")
+			_, err = probe.Pool().Exec(t.Context(), "select 1")
+			require.True(t, poolcache.IsConnectionError(err), "%v", err)
+			probe.Release(err)
+			requireRefused(t, c, "a") // the probe's refusal reopened it
+			p, _ := poolStats(c, "a")
+			require.True(t, p.BreakerOpen)
+		})
+	}
 }

@@ -16,18 +16,21 @@ type Due struct {
 }
 
 // Fire creates, in one transaction of the tenant's scope, one task for
-// every due schedule of the tenant, and moves each schedule's nextRunAt to
-// what next(schedule) says. A schedule is claimed with FOR UPDATE SKIP
-// LOCKED and only fires while its nextRunAt is still the due time it read,
-// so concurrent schedulers create one task per due time. It returns the
-// tasks created and the tenant's earliest next run (nil when none).
-func (s *Schedules) Fire(ctx context.Context, t tenancy.Tenant, next func(Due) (*time.Time, error)) ([]Task, *time.Time, error) {
+// each of the tenant's due schedules, at most limit of them, the longest
+// due first, and moves each schedule's nextRunAt to what next(schedule)
+// says. A schedule is claimed with FOR UPDATE SKIP LOCKED and only fires
+// while its nextRunAt is still the due time it read, so concurrent
+// schedulers create one task per due time. It returns the tasks created
+// and the tenant's earliest next run (nil when none): a time already past
+// when due schedules were left for another call.
+func (s *Schedules) Fire(ctx context.Context, t tenancy.Tenant, limit int, next func(Due) (*time.Time, error)) ([]Task, *time.Time, error) {
 	var created []Task
 	var earliest *time.Time
 	err := s.scope.Tx(ctx, t, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id::text, cron, next_run_at FROM schedules
 			WHERE organization_id = $1 AND enabled AND deleted_at IS NULL AND next_run_at <= now()
-			FOR UPDATE SKIP LOCKED`, t.Organization.ID)
+			ORDER BY next_run_at, id LIMIT $2
+			FOR UPDATE SKIP LOCKED`, t.Organization.ID, limit)
 		if err != nil {
 			return err
 		}

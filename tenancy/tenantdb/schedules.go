@@ -72,17 +72,43 @@ func (s *Schedules) Get(ctx context.Context, t tenancy.Tenant, id string) (Sched
 }
 
 // Create adds a schedule for a live agent of the tenant.
-func (s *Schedules) Create(ctx context.Context, t tenancy.Tenant, actor string, n Schedule) (Schedule, error) {
+func (s *Schedules) Create(ctx context.Context, t tenancy.Tenant, actor string, n Schedule, max int) (Schedule, error) {
 	tmpl, _ := json.Marshal(n.TaskTemplate)
-	out, err := one(ctx, s.scope.Write, t, scanSchedule, `WITH x AS (
+	var out Schedule
+	found, full := false, false
+	// Creators of one tenant are serialized by a transaction-scoped lock,
+	// so concurrent creates cannot all pass the count.
+	err := s.scope.Write(ctx, t, func(b *pgx.Batch) {
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "schedules:"+t.Organization.ID)
+		b.Queue(`SELECT count(*) >= $2 FROM schedules WHERE organization_id = $1 AND deleted_at IS NULL`,
+			t.Organization.ID, max).QueryRow(func(row pgx.Row) error { return row.Scan(&full) })
+		b.Queue(`WITH x AS (
 			INSERT INTO schedules (organization_id, agent_id, cron, task_template, enabled, next_run_at)
-			SELECT $1, $2::uuid, $3, $4, $5, $6 WHERE `+liveAgent+` RETURNING *
+			SELECT $1, $2::uuid, $3, $4, $5, $6 WHERE `+liveAgent+`
+			  AND (SELECT count(*) FROM schedules WHERE organization_id = $1 AND deleted_at IS NULL) < $8
+			RETURNING *
 		), `+logActivity("x", "schedule.created", "schedule", "$7")+`
-		SELECT `+scheduleColumns+` FROM x`, t.Organization.ID, n.AgentID, n.Cron, tmpl, n.Enabled, n.NextRunAt, nullUUID(actor))
-	if tenancy.ErrorCode(err) == tenancy.CodeNotFound {
+		SELECT `+scheduleColumns+` FROM x`, t.Organization.ID, n.AgentID, n.Cron, tmpl, n.Enabled, n.NextRunAt, nullUUID(actor), max).
+			Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					found = true
+					if err := scanSchedule(rows, &out); err != nil {
+						return err
+					}
+				}
+				return rows.Err()
+			})
+	})
+	switch {
+	case err != nil:
+		return out, err
+	case full:
+		return out, tenancy.Errorf(tenancy.CodePlanLimit,
+			"the plan allows %d schedules and all are in use; delete a schedule or upgrade the plan to lift the limit", max)
+	case !found:
 		return out, errNoSuchAgent
 	}
-	return out, err
+	return out, nil
 }
 
 // Update changes a live schedule; a new agent must be a live agent of the

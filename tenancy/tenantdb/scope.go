@@ -37,6 +37,10 @@ const setOrg = `SELECT set_config('app.organization_id', $1, true)`
 // moveRetryAfter is what a write during a tier move is told to wait.
 const moveRetryAfter = 5 * time.Second
 
+// connectRetryAfter is what a request is told to wait when the tenant's
+// database cannot be reached or cannot serve.
+const connectRetryAfter = 2 * time.Second
+
 // Read runs the statements queue adds to a batch, after the organization
 // setting, in one implicit transaction and one network round trip.
 func (s *Scope) Read(ctx context.Context, t tenancy.Tenant, queue func(b *pgx.Batch)) error {
@@ -112,6 +116,15 @@ func interpret(err error) error {
 		// The request's deadline passed, most often waiting for a busy pool.
 		return tenancy.Unavailable(err, time.Second)
 	}
+	if isConnectError(err) {
+		// Before the SQLSTATE switch: whatever refused the connection (the
+		// database not accepting connections 55000, CONNECT revoked 42501,
+		// authentication 28xxx, a missing database 3D000, a server
+		// starting up 57P03, a refused dial, a connect timeout), it is the
+		// tenant's database that cannot serve, never a fault of the
+		// request. The same codes on a statement are other matters.
+		return tenancy.Unavailable(err, connectRetryAfter)
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
@@ -133,12 +146,12 @@ func interpret(err error) error {
 		// Connection exceptions, resources, operator intervention, and a
 		// database that is gone: the tenant's database cannot serve now.
 		if class := pgErr.Code[:2]; class == "08" || class == "53" || class == "57" || pgErr.Code == "3D000" {
-			return tenancy.Unavailable(err, 2*time.Second)
+			return tenancy.Unavailable(err, connectRetryAfter)
 		}
 		return fmt.Errorf("tenantdb: %w", err)
 	}
-	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnectError(err) {
-		return tenancy.Unavailable(err, 2*time.Second)
+	if pgconn.SafeToRetry(err) || pgconn.Timeout(err) {
+		return tenancy.Unavailable(err, connectRetryAfter)
 	}
 	return fmt.Errorf("tenantdb: %w", err)
 }

@@ -58,6 +58,17 @@ func (f *withFallback) Reset(ctx context.Context, key string) error {
 	return f.fallback.Reset(ctx, key)
 }
 
+// Undo takes back one event where it was counted: in primary, or in
+// fallback during an outage.
+func (f *withFallback) Undo(ctx context.Context, key string) error {
+	if !f.outage.Skip() {
+		if err := f.primary.Undo(ctx, key); f.worked(ctx, err) {
+			return nil
+		}
+	}
+	return f.fallback.Undo(ctx, key)
+}
+
 // worked reports whether primary answered (see outage.Tracker).
 func (f *withFallback) worked(ctx context.Context, err error) bool {
 	return f.outage.Report(ctx, err)

@@ -87,6 +87,16 @@ func (l *Local) Reset(_ context.Context, key string) error {
 	return nil
 }
 
+// Undo takes back one event of key's live window.
+func (l *Local) Undo(_ context.Context, key string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w := l.liveLocked(key, l.now()); w != nil && w.count > 0 {
+		w.count--
+	}
+	return nil
+}
+
 // liveLocked returns key's window, or nil when there is none or it ended.
 func (l *Local) liveLocked(key string, now time.Time) *window {
 	e := l.windows[key]

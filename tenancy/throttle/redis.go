@@ -33,6 +33,16 @@ end
 return {tonumber(n), redis.call('PTTL', KEYS[1])}
 `)
 
+// undoScript decrements a live window's count, never below zero, and never
+// creates a key (a DECR of a missing key would make one without expiry).
+var undoScript = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+	redis.call('DECR', KEYS[1])
+end
+return 0
+`)
+
 // Redis is a Counter in Redis, shared by every replica that uses the same
 // Redis and prefix. Windows are timed by Redis's clock, not the replicas'.
 type Redis struct {
@@ -64,6 +74,14 @@ func (r *Redis) Peek(ctx context.Context, key string) (int64, time.Duration, err
 func (r *Redis) Reset(ctx context.Context, key string) error {
 	if err := r.client.Del(ctx, r.prefix+key).Err(); err != nil {
 		return fmt.Errorf("throttle: redis reset %q: %w", key, err)
+	}
+	return nil
+}
+
+// Undo takes back one event of key's live window.
+func (r *Redis) Undo(ctx context.Context, key string) error {
+	if err := undoScript.Run(ctx, r.client, []string{r.prefix + key}).Err(); err != nil {
+		return fmt.Errorf("throttle: redis undo %q: %w", key, err)
 	}
 	return nil
 }

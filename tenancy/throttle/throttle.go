@@ -14,6 +14,9 @@ type Counter interface {
 	Peek(ctx context.Context, key string) (count int64, resetIn time.Duration, err error)
 	// Reset forgets key.
 	Reset(ctx context.Context, key string) error
+	// Undo takes back one event of key's live window, if it has any: an
+	// attempt counted before it was judged, which turned out not to count.
+	Undo(ctx context.Context, key string) error
 }
 
 var (

@@ -55,6 +55,27 @@ func requireWindow(t *testing.T, s subject, wantCount int64, count int64, resetI
 // conformance checks what every Counter must do.
 func conformance(t *testing.T, newSubject func(testing.TB) subject) {
 	ctx := context.Background()
+	t.Run("UndoTakesOneBackNeverBelowZero", func(t *testing.T) {
+		t.Parallel()
+		s := newSubject(t)
+		require.NoError(t, s.c.Undo(ctx, "absent"))
+		n, _, err := s.c.Peek(ctx, "absent")
+		require.NoError(t, err)
+		require.Zero(t, n, "undo of a key without a window makes none")
+		for range 3 {
+			_, _, err := s.c.Hit(ctx, "k", s.window)
+			require.NoError(t, err)
+		}
+		require.NoError(t, s.c.Undo(ctx, "k"))
+		n, resetIn, err := s.c.Peek(ctx, "k")
+		requireWindow(t, s, 2, n, resetIn, err)
+		for range 3 {
+			require.NoError(t, s.c.Undo(ctx, "k"))
+		}
+		n, _, err = s.c.Peek(ctx, "k")
+		require.NoError(t, err)
+		require.Zero(t, n)
+	})
 	t.Run("CountsGrowWithinWindow", func(t *testing.T) {
 		t.Parallel()
 		s := newSubject(t)
