@@ -24,6 +24,9 @@ type PlanLimits struct {
 	MaxAgentMinutes int `mapstructure:"max_agent_minutes"` // agent-minutes per billing period; free 1000, starter 5000, pro 25000, enterprise 250000
 	RPS             int `mapstructure:"rps"`               // requests per second per organization; free 10, starter 50, pro 200, enterprise 1000
 	MaxSchedules    int `mapstructure:"max_schedules"`     // schedules per organization; free 5, starter 20, pro 100, enterprise 1000
+	// MaxTokens is model tokens per billing period; free 1M, starter 10M,
+	// pro 100M, enterprise 0 (0: unlimited, the one limit where it may be).
+	MaxTokens int64 `mapstructure:"max_tokens"`
 }
 
 // Config is every setting of CONTRACT §2 plus a few of our own.
@@ -154,18 +157,22 @@ var defaults = map[string]any{
 	"plans.free.max_agents":               5,
 	"plans.free.max_agent_minutes":        1000,
 	"plans.free.rps":                      10,
+	"plans.free.max_tokens":               1_000_000,
 	"plans.free.max_schedules":            5,
 	"plans.starter.max_agents":            20,
 	"plans.starter.max_agent_minutes":     5000,
 	"plans.starter.rps":                   50,
+	"plans.starter.max_tokens":            10_000_000,
 	"plans.starter.max_schedules":         20,
 	"plans.pro.max_agents":                100,
 	"plans.pro.max_agent_minutes":         25000,
 	"plans.pro.rps":                       200,
+	"plans.pro.max_tokens":                100_000_000,
 	"plans.pro.max_schedules":             100,
 	"plans.enterprise.max_agents":         1000,
 	"plans.enterprise.max_agent_minutes":  250000,
 	"plans.enterprise.rps":                1000,
+	"plans.enterprise.max_tokens":         0,
 	"plans.enterprise.max_schedules":      1000,
 }
 
@@ -343,6 +350,10 @@ func (c Config) Validate() error {
 		errs = append(errs, positive("plans."+p+".max_agents", l.MaxAgents),
 			positive("plans."+p+".max_agent_minutes", l.MaxAgentMinutes), positive("plans."+p+".rps", l.RPS),
 			positive("plans."+p+".max_schedules", l.MaxSchedules))
+		if l.MaxTokens < 0 {
+			errs = append(errs, fmt.Errorf("plans.%s.max_tokens (%s): must be 0 (unlimited) or more (got %d)", p,
+				envName("plans."+p+".max_tokens"), l.MaxTokens))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -81,7 +81,8 @@ func (s *server) handleTaskComplete(c *fiber.Ctx) error {
 	}
 	var in service.TaskCompletion
 	if len(c.Body()) > 0 {
-		if err := decode(c, &in, "status"); err != nil {
+		// usage here is the run's own report, not the organization's.
+		if err := decode(c, &in, "status", "usage"); err != nil {
 			return err
 		}
 	}

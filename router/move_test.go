@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -231,7 +232,7 @@ func TestMoveUnderContinuousWrites(t *testing.T) {
 	ctx := testCtx(t)
 	o := b.org(t, "mover", tenancy.PlanPro)
 	many := 1_000_000
-	_, err := b.store.SetLimits(ctx, o.Slug, &many, nil, nil)
+	_, err := b.store.SetLimits(ctx, o.Slug, catalog.LimitChanges{MaxAgents: &many})
 	require.NoError(t, err)
 	b.refresh(t, o.ID)
 	agent := b.create(t, o.token, "/api/agents", map[string]string{"name": "first"})

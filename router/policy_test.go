@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
@@ -282,4 +283,44 @@ func TestNonLatinSignups(t *testing.T) {
 		slugs[r.json["organization"].(map[string]any)["slug"].(string)] = true
 	}
 	require.Len(t, slugs, 50)
+}
+
+// TestTokenBudget: completions charge their tokens once, however many
+// arrive at once; a start past the budget is 402; the organization shows
+// tokens used.
+func TestTokenBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	o := b.org(t, "tokens", tenancy.PlanFree)
+	limit := int64(1000)
+	_, err := b.store.SetLimits(testCtx(t), o.Slug, catalog.LimitChanges{MaxTokens: &limit})
+	require.NoError(t, err)
+	b.refresh(t, o.ID)
+
+	task := b.create(t, o.token, "/api/tasks", map[string]any{"title": "think"})
+	id := task["id"].(string)
+	require.Equal(t, 200, b.do(t, "POST", "/api/tasks/"+id+"/start", o.token, nil).status)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := b.do(t, "POST", "/api/tasks/"+id+"/complete", o.token,
+				map[string]any{"usage": map[string]int{"inputTokens": 600 + i, "outputTokens": 400}})
+			require.Equal(t, 200, r.status, r.text)
+		}()
+	}
+	wg.Wait()
+	usage := b.do(t, "GET", "/api/organization", o.token, nil).json["usage"].(map[string]any)
+	require.GreaterOrEqual(t, usage["tokens"], float64(1000))
+	require.LessOrEqual(t, usage["tokens"], float64(1005), "one completion's tokens, charged once")
+
+	next := b.create(t, o.token, "/api/tasks", map[string]any{"title": "again"})
+	r := b.do(t, "POST", "/api/tasks/"+next["id"].(string)+"/start", o.token, nil)
+	require.Equal(t, 402, r.status, r.text)
+	require.Equal(t, "plan_limit_reached", r.errorCode())
+	require.Contains(t, r.json["error"].(map[string]any)["message"], "tokens")
+
+	bad := b.do(t, "POST", "/api/tasks/"+id+"/complete", o.token, map[string]any{"usage": map[string]int{"inputTokens": -1}})
+	require.Equal(t, 400, bad.status, bad.text)
 }

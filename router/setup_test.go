@@ -263,9 +263,9 @@ func (b *bundle) do(t testing.TB, method, path, token string, body any, headers 
 func contractPlans() map[tenancy.Plan]tenancy.Limits {
 	const fast = 1_000_000
 	return map[tenancy.Plan]tenancy.Limits{
-		tenancy.PlanFree:       {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: fast, MaxSchedules: 5},
-		tenancy.PlanStarter:    {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: fast, MaxSchedules: 20},
-		tenancy.PlanPro:        {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: fast, MaxSchedules: 100},
+		tenancy.PlanFree:       {MaxAgents: 5, MaxAgentMinutes: 1000, RPS: fast, MaxSchedules: 5, MaxTokens: 1_000_000},
+		tenancy.PlanStarter:    {MaxAgents: 20, MaxAgentMinutes: 5000, RPS: fast, MaxSchedules: 20, MaxTokens: 10_000_000},
+		tenancy.PlanPro:        {MaxAgents: 100, MaxAgentMinutes: 25000, RPS: fast, MaxSchedules: 100, MaxTokens: 100_000_000},
 		tenancy.PlanEnterprise: {MaxAgents: 1000, MaxAgentMinutes: 250000, RPS: fast, MaxSchedules: 1000},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
 )
 
 func (b *bundle) create(t *testing.T, token, path string, body any) map[string]any {
@@ -158,7 +159,7 @@ func TestOrganizationEndpoint(t *testing.T) {
 	for _, f := range []string{"id", "slug", "name", "plan", "status", "placement", "limits", "usage"} {
 		require.Contains(t, r.json, f)
 	}
-	require.Equal(t, map[string]any{"maxAgents": float64(20), "maxAgentMinutes": float64(5000), "rps": float64(1_000_000), "maxSchedules": float64(20)}, r.json["limits"])
+	require.Equal(t, map[string]any{"maxAgents": float64(20), "maxAgentMinutes": float64(5000), "rps": float64(1_000_000), "maxSchedules": float64(20), "maxTokens": float64(10_000_000)}, r.json["limits"])
 	usage := r.json["usage"].(map[string]any)
 	start, _ := time.Parse(time.RFC3339, usage["periodStart"].(string))
 	end, _ := time.Parse(time.RFC3339, usage["periodEnd"].(string))
@@ -166,7 +167,7 @@ func TestOrganizationEndpoint(t *testing.T) {
 	require.Equal(t, start.AddDate(0, 1, 0), end)
 
 	seven := 7
-	_, err := b.store.SetLimits(testCtx(t), "orgview", &seven, nil, nil)
+	_, err := b.store.SetLimits(testCtx(t), "orgview", catalog.LimitChanges{MaxAgents: &seven})
 	require.NoError(t, err)
 	b.refresh(t, o.ID)
 	r = b.do(t, "GET", "/api/organization", o.token, nil)
@@ -181,7 +182,7 @@ func TestMaxAgentsUnderConcurrency(t *testing.T) {
 	three := 3
 	for _, plan := range []tenancy.Plan{tenancy.PlanFree, tenancy.PlanEnterprise} {
 		o := b.org(t, "limit-"+string(plan), plan)
-		_, err := b.store.SetLimits(testCtx(t), o.Slug, &three, nil, nil)
+		_, err := b.store.SetLimits(testCtx(t), o.Slug, catalog.LimitChanges{MaxAgents: &three})
 		require.NoError(t, err)
 		b.refresh(t, o.ID)
 		var ok, limited, other atomic.Int64

@@ -41,6 +41,9 @@ type Limits struct {
 	// MaxSchedules bounds an organization's live schedules: each can
 	// create a task a minute, so unbounded schedules multiply writes.
 	MaxSchedules int `json:"maxSchedules"`
+	// MaxTokens bounds the model tokens of a billing period; 0 in a plan
+	// means unlimited (enterprise).
+	MaxTokens int64 `json:"maxTokens"`
 }
 
 // Status is an organization's lifecycle state.
@@ -88,6 +91,9 @@ func (o Limits) Apply(plan Limits) Limits {
 	}
 	if o.MaxSchedules > 0 {
 		plan.MaxSchedules = o.MaxSchedules
+	}
+	if o.MaxTokens > 0 {
+		plan.MaxTokens = o.MaxTokens
 	}
 	return plan
 }

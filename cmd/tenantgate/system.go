@@ -349,7 +349,7 @@ func planLimits(cfg config.Config) map[tenancy.Plan]tenancy.Limits {
 	out := map[tenancy.Plan]tenancy.Limits{}
 	for _, p := range tenancy.Plans {
 		l := cfg.Plans[string(p)]
-		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS, MaxSchedules: l.MaxSchedules}
+		out[p] = tenancy.Limits{MaxAgents: l.MaxAgents, MaxAgentMinutes: l.MaxAgentMinutes, RPS: l.RPS, MaxSchedules: l.MaxSchedules, MaxTokens: l.MaxTokens}
 	}
 	return out
 }

@@ -53,6 +53,7 @@ func (c *cli) tenantsSetLimitsCmd() *cobra.Command {
 	agents := f.Int("max-agents", -1, "most live agents")
 	minutes := f.Int("max-agent-minutes", -1, "agent-minutes per billing period")
 	rps := f.Int("rps", -1, "requests per second")
+	tokens := f.Int64("max-tokens", -1, "model tokens per billing period")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		set := func(name string, v int) (*int, error) {
 			if !cmd.Flags().Changed(name) {
@@ -66,14 +67,21 @@ func (c *cli) tenantsSetLimitsCmd() *cobra.Command {
 		a, err1 := set("max-agents", *agents)
 		m, err2 := set("max-agent-minutes", *minutes)
 		r, err3 := set("rps", *rps)
-		if err := errors.Join(err1, err2, err3); err != nil {
+		var tk *int64
+		var err4 error
+		if cmd.Flags().Changed("max-tokens") {
+			if tk = tokens; *tokens < 0 {
+				err4 = tenancy.Errorf(tenancy.CodeInvalid, "--max-tokens: must be 0 or more")
+			}
+		}
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
 			return err
 		}
-		if a == nil && m == nil && r == nil {
-			return tenancy.Errorf(tenancy.CodeInvalid, "give at least one of --max-agents, --max-agent-minutes, --rps")
+		if a == nil && m == nil && r == nil && tk == nil {
+			return tenancy.Errorf(tenancy.CodeInvalid, "give at least one of --max-agents, --max-agent-minutes, --rps, --max-tokens")
 		}
 		return c.changeOrganization(cmd, func(store *catalog.Store) (tenancy.Organization, error) {
-			return store.SetLimits(cmd.Context(), args[0], a, m, r)
+			return store.SetLimits(cmd.Context(), args[0], catalog.LimitChanges{MaxAgents: a, MaxAgentMinutes: m, RPS: r, MaxTokens: tk})
 		}, "limits updated")
 	}
 	return cmd

@@ -10,7 +10,7 @@ import (
 )
 
 const orgColumns = `o.id::text, o.slug, o.name, o.plan, o.status, d.kind, o.created_at,
-	coalesce(o.max_agents, 0), coalesce(o.max_agent_minutes, 0), coalesce(o.rps, 0), o.past_due_since`
+	coalesce(o.max_agents, 0), coalesce(o.max_agent_minutes, 0), coalesce(o.rps, 0), coalesce(o.max_tokens, 0), o.past_due_since`
 
 const orgFrom = ` FROM organizations o
 	JOIN placements p ON p.organization_id = o.id
@@ -25,7 +25,7 @@ func scanOrg(row pgx.Row) (tenancy.Organization, error) {
 // orgFields are the scan targets of orgColumns.
 func orgFields(o *tenancy.Organization) []any {
 	return []any{&o.ID, &o.Slug, &o.Name, &o.Plan, &o.Status, &o.Placement, &o.CreatedAt,
-		&o.Overrides.MaxAgents, &o.Overrides.MaxAgentMinutes, &o.Overrides.RPS, &o.PastDueSince}
+		&o.Overrides.MaxAgents, &o.Overrides.MaxAgentMinutes, &o.Overrides.RPS, &o.Overrides.MaxTokens, &o.PastDueSince}
 }
 
 // NewOrganization is what CreateOrganization needs.

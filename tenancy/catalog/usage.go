@@ -16,6 +16,7 @@ const periodStartSQL = `(date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME Z
 // Usage is an organization's consumption in the current billing period.
 type Usage struct {
 	AgentMinutes int64
+	Tokens       int64 // model tokens, input and output
 	PeriodStart  time.Time
 	PeriodEnd    time.Time
 }
@@ -26,27 +27,30 @@ func (s *Store) Usage(ctx context.Context, orgID string) (Usage, error) {
 	var u Usage
 	err := s.pool.QueryRow(ctx, `
 		SELECT CASE WHEN period_start < `+periodStartSQL+` THEN 0 ELSE agent_minutes_used END,
+		       CASE WHEN period_start < `+periodStartSQL+` THEN 0 ELSE tokens_used END,
 		       greatest(period_start, `+periodStartSQL+`)
-		FROM organizations WHERE id = $1`, orgID).Scan(&u.AgentMinutes, &u.PeriodStart)
+		FROM organizations WHERE id = $1`, orgID).Scan(&u.AgentMinutes, &u.Tokens, &u.PeriodStart)
 	u.PeriodStart = u.PeriodStart.UTC()
 	u.PeriodEnd = u.PeriodStart.AddDate(0, 1, 0)
 	return u, interpret(err, "organization")
 }
 
-// Charge adds a task run's agent-minutes to the organization's usage, once:
-// a second charge for the same task (a retried completion) does nothing.
-func (s *Store) Charge(ctx context.Context, orgID, taskID string, minutes int) error {
+// Charge adds a task run's agent-minutes and model tokens to the
+// organization's usage, once: a second charge for the same task (a retried
+// or concurrent completion) does nothing.
+func (s *Store) Charge(ctx context.Context, orgID, taskID string, minutes int, tokens int64) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := rollOver(ctx, tx, orgID); err != nil {
 			return err
 		}
 		tag, err := tx.Exec(ctx, `
-			INSERT INTO usage_charges (organization_id, task_id, minutes, period_start)
-			VALUES ($1, $2, $3, `+periodStartSQL+`) ON CONFLICT DO NOTHING`, orgID, taskID, minutes)
+			INSERT INTO usage_charges (organization_id, task_id, minutes, tokens, period_start)
+			VALUES ($1, $2, $3, $4, `+periodStartSQL+`) ON CONFLICT DO NOTHING`, orgID, taskID, minutes, tokens)
 		if err != nil || tag.RowsAffected() == 0 {
 			return interpret(err, "usage")
 		}
-		_, err = tx.Exec(ctx, `UPDATE organizations SET agent_minutes_used = agent_minutes_used + $2 WHERE id = $1`, orgID, minutes)
+		_, err = tx.Exec(ctx, `UPDATE organizations SET agent_minutes_used = agent_minutes_used + $2,
+			tokens_used = tokens_used + $3 WHERE id = $1`, orgID, minutes, tokens)
 		return interpret(err, "usage")
 	})
 }
@@ -55,7 +59,7 @@ func (s *Store) Charge(ctx context.Context, orgID, taskID string, minutes int) e
 // organization's row so concurrent charges see one reset.
 func rollOver(ctx context.Context, tx pgx.Tx, orgID string) error {
 	_, err := tx.Exec(ctx, `
-		UPDATE organizations SET agent_minutes_used = 0, period_start = `+periodStartSQL+`
+		UPDATE organizations SET agent_minutes_used = 0, tokens_used = 0, period_start = `+periodStartSQL+`
 		WHERE id = $1 AND period_start < `+periodStartSQL, orgID)
 	if err != nil {
 		return interpret(err, "usage")
@@ -69,6 +73,7 @@ func rollOver(ctx context.Context, tx pgx.Tx, orgID string) error {
 func (s *Store) SetUsage(ctx context.Context, slug string, minutes int64) (tenancy.Organization, error) {
 	var id string
 	err := s.pool.QueryRow(ctx, `UPDATE organizations SET agent_minutes_used = $2, period_start = `+periodStartSQL+`,
+		tokens_used = CASE WHEN period_start < `+periodStartSQL+` THEN 0 ELSE tokens_used END,
 		updated_at = now() WHERE slug = $1 RETURNING id::text`, slug, minutes).Scan(&id)
 	if err != nil {
 		return tenancy.Organization{}, interpret(err, fmt.Sprintf("organization %q", slug))
@@ -76,15 +81,22 @@ func (s *Store) SetUsage(ctx context.Context, slug string, minutes int64) (tenan
 	return s.Organization(ctx, id)
 }
 
-// SetLimits overrides an organization's plan limits; a nil leaves a limit
-// as it is, a zero returns it to the plan's.
-func (s *Store) SetLimits(ctx context.Context, slug string, maxAgents, maxAgentMinutes, rps *int) (tenancy.Organization, error) {
+// LimitChanges are an operator's overrides: a nil leaves a limit as it is,
+// a zero returns it to the plan's.
+type LimitChanges struct {
+	MaxAgents, MaxAgentMinutes, RPS *int
+	MaxTokens                       *int64
+}
+
+// SetLimits overrides an organization's plan limits.
+func (s *Store) SetLimits(ctx context.Context, slug string, l LimitChanges) (tenancy.Organization, error) {
 	var id string
 	err := s.pool.QueryRow(ctx, `UPDATE organizations SET
 		max_agents = CASE WHEN $2::int IS NULL THEN max_agents ELSE nullif($2, 0) END,
 		max_agent_minutes = CASE WHEN $3::int IS NULL THEN max_agent_minutes ELSE nullif($3, 0) END,
 		rps = CASE WHEN $4::int IS NULL THEN rps ELSE nullif($4, 0) END,
-		updated_at = now() WHERE slug = $1 RETURNING id::text`, slug, maxAgents, maxAgentMinutes, rps).Scan(&id)
+		max_tokens = CASE WHEN $5::bigint IS NULL THEN max_tokens ELSE nullif($5, 0) END,
+		updated_at = now() WHERE slug = $1 RETURNING id::text`, slug, l.MaxAgents, l.MaxAgentMinutes, l.RPS, l.MaxTokens).Scan(&id)
 	if err != nil {
 		return tenancy.Organization{}, interpret(err, fmt.Sprintf("organization %q", slug))
 	}

@@ -15,6 +15,7 @@ type OrganizationView struct {
 	Usage  struct {
 		Agents       int       `json:"agents"`
 		AgentMinutes int64     `json:"agentMinutes"`
+		Tokens       int64     `json:"tokens"`
 		PeriodStart  time.Time `json:"periodStart"`
 		PeriodEnd    time.Time `json:"periodEnd"`
 	} `json:"usage"`
@@ -36,7 +37,7 @@ func (s *Service) Organization(ctx context.Context, c *Call) (OrganizationView, 
 		return v, err
 	}
 	v.Organization, v.Limits = c.Tenant.Organization, s.Limits(c.Tenant)
-	v.Usage.Agents, v.Usage.AgentMinutes = agents, usage.AgentMinutes
+	v.Usage.Agents, v.Usage.AgentMinutes, v.Usage.Tokens = agents, usage.AgentMinutes, usage.Tokens
 	v.Usage.PeriodStart, v.Usage.PeriodEnd = usage.PeriodStart, usage.PeriodEnd
 	return v, nil
 }

@@ -153,9 +153,14 @@ func (s *Service) StartTask(ctx context.Context, c *Call, id string) (tenantdb.T
 		if err != nil {
 			return tenantdb.Task{}, err
 		}
-		if max := s.Limits(c.Tenant).MaxAgentMinutes; usage.AgentMinutes >= int64(max) {
+		limits := s.Limits(c.Tenant)
+		if max := limits.MaxAgentMinutes; usage.AgentMinutes >= int64(max) {
 			return tenantdb.Task{}, tenancy.Errorf(tenancy.CodePlanLimit,
 				"the plan's %d agent-minutes for this billing period are used up; upgrade the plan to lift the limit", max)
+		}
+		if max := limits.MaxTokens; max > 0 && usage.Tokens >= max {
+			return tenantdb.Task{}, tenancy.Errorf(tenancy.CodePlanLimit,
+				"the plan's %d model tokens for this billing period are used up; upgrade the plan to lift the limit", max)
 		}
 		return s.Data.Tasks.Start(ctx, c.Tenant, c.Identity.UserID, id)
 	}, nil)
@@ -169,10 +174,32 @@ func (s *Service) StartTask(ctx context.Context, c *Call, id string) (tenantdb.T
 type TaskCompletion struct {
 	Result json.RawMessage `json:"result"`
 	Status *string         `json:"status"`
+	Usage  *TokenUsage     `json:"usage"`
 }
 
-// CompleteTask finishes a running task and charges its agent-minutes to the
-// organization exactly once.
+// TokenUsage is the model tokens a run used.
+type TokenUsage struct {
+	InputTokens  int64 `json:"inputTokens"`
+	OutputTokens int64 `json:"outputTokens"`
+}
+
+// maxRunTokens bounds what one run may report: past it a number is a
+// mistake or an attack on the counters, not a model's usage.
+const maxRunTokens = 1 << 40
+
+func (u *TokenUsage) total() (int64, error) {
+	if u == nil {
+		return 0, nil
+	}
+	if u.InputTokens < 0 || u.OutputTokens < 0 || u.InputTokens > maxRunTokens || u.OutputTokens > maxRunTokens {
+		return 0, tenancy.Errorf(tenancy.CodeInvalid, "usage: inputTokens and outputTokens must be between 0 and %d", int64(maxRunTokens))
+	}
+	return u.InputTokens + u.OutputTokens, nil
+}
+
+// CompleteTask finishes a running task and charges its agent-minutes and
+// model tokens to the organization exactly once (the first completion's
+// tokens count: the ledger is keyed by task).
 //
 // Two stores, one rule: the tenant write (the task finished, its minutes
 // fixed) commits first; the catalog charge is keyed by the task, so it
@@ -190,12 +217,16 @@ func (s *Service) CompleteTask(ctx context.Context, c *Call, id string, in TaskC
 		}
 		status = *in.Status
 	}
+	tokens, err := in.Usage.total()
+	if err != nil {
+		return tenantdb.Task{}, err
+	}
 	task, err := once(ctx, s, c, "CompleteTask", []any{id, in}, func() (tenantdb.Task, error) {
 		task, err := s.Data.Tasks.Complete(ctx, c.Tenant, c.Identity.UserID, id, status, in.Result)
 		if err != nil || task.AgentMinutes == nil {
 			return task, err
 		}
-		return task, s.Catalog.Charge(ctx, c.Tenant.Organization.ID, task.ID, *task.AgentMinutes)
+		return task, s.Catalog.Charge(ctx, c.Tenant.Organization.ID, task.ID, *task.AgentMinutes, tokens)
 	}, nil)
 	if err == nil && !c.Replayed {
 		s.emit(ctx, c, "task.updated", task)
