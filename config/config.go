@@ -71,6 +71,11 @@ type Config struct {
 	Placement struct {
 		TTL time.Duration `mapstructure:"ttl"` // how long a cached placement is trusted without invalidation; default 30s
 	} `mapstructure:"placement"`
+	Audit struct {
+		// Interval is how often the provisioner audits the isolation
+		// posture of the whole fleet; default 10m.
+		Interval time.Duration `mapstructure:"interval"`
+	} `mapstructure:"audit"`
 	Stripe struct {
 		WebhookSecret string            `mapstructure:"webhook_secret"`
 		Prices        map[string]string `mapstructure:"prices"`
@@ -154,6 +159,7 @@ var defaults = map[string]any{
 	"otel.insecure":                       false,
 	"otel.service_name":                   "tenantgate",
 	"otel.sample_ratio":                   1.0,
+	"audit.interval":                      "10m",
 	"plans.free.max_agents":               5,
 	"plans.free.max_agent_minutes":        1000,
 	"plans.free.rps":                      10,
@@ -316,6 +322,7 @@ func (c Config) Validate() error {
 		positive("pools.shared_conns", c.Pools.SharedConns), positive("pools.dedicated_conns", c.Pools.DedicatedConns))
 	errs = append(errs, positiveDuration("jwt_ttl", c.JWTTTL), positiveDuration("request_timeout", c.RequestTimeout),
 		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
+		positiveDuration("audit.interval", c.Audit.Interval),
 		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
 		positiveDuration("login.window", c.Login.Window))
 	if len(c.badProxies) > 0 {

@@ -48,6 +48,8 @@ var knownMetrics = map[string]metricInfo{
 	"tenantgate_provisioner_jobs":                 {gauge, []string{"kind", "state"}},
 	"tenantgate_provisioner_job_duration_seconds": {histogram, []string{"kind"}},
 	"tenantgate_fanout_databases":                 {gauge, []string{"state"}},
+	"tenantgate_database_posture":                 {gauge, []string{"state"}},
+	"tenantgate_audit_last_timestamp_seconds":     {gauge, nil},
 	"tenantgate_move_duration_seconds":            {histogram, []string{"direction", "result"}},
 	"tenantgate_move_freeze_seconds":              {histogram, []string{"direction"}},
 	"tenantgate_schedules_fired_total":            {counter, nil},

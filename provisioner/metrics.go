@@ -115,12 +115,18 @@ var (
 	jobsDesc   = prometheus.NewDesc("tenantgate_provisioner_jobs", "Jobs in the catalog by kind and state.", []string{"kind", "state"}, nil)
 	fanoutDesc = prometheus.NewDesc("tenantgate_fanout_databases",
 		"Databases of the newest migration fan-out by state (pending, running, succeeded, failed, interrupted).", []string{"state"}, nil)
+	postureDesc = prometheus.NewDesc("tenantgate_database_posture",
+		"Databases by the isolation audit's last verdict (ok, drift, unsafe, unaudited).", []string{"state"}, nil)
+	lastAuditDesc = prometheus.NewDesc("tenantgate_audit_last_timestamp_seconds",
+		"When the newest isolation audit of any database ran (Unix time).", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c CatalogCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- jobsDesc
 	ch <- fanoutDesc
+	ch <- postureDesc
+	ch <- lastAuditDesc
 }
 
 // Collect implements prometheus.Collector.
@@ -134,6 +140,7 @@ func (c CatalogCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, jc := range counts {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(jc.Count), jc.Kind, jc.State)
 	}
+	c.collectPosture(ctx, ch)
 	p, err := c.Store.LatestFanout(ctx)
 	if err != nil {
 		c.Log.Warn("metrics: reading fan-out progress failed", "err", err)
@@ -148,5 +155,19 @@ func (c CatalogCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for s, n := range states {
 		ch <- prometheus.MustNewConstMetric(fanoutDesc, prometheus.GaugeValue, float64(n), s)
+	}
+}
+
+func (c CatalogCollector) collectPosture(ctx context.Context, ch chan<- prometheus.Metric) {
+	counts, last, err := c.Store.AuditPosture(ctx)
+	if err != nil {
+		c.Log.Warn("metrics: reading audit posture failed", "err", err)
+		return
+	}
+	for state, n := range counts {
+		ch <- prometheus.MustNewConstMetric(postureDesc, prometheus.GaugeValue, float64(n), state)
+	}
+	if !last.IsZero() {
+		ch <- prometheus.MustNewConstMetric(lastAuditDesc, prometheus.GaugeValue, float64(last.Unix()))
 	}
 }

@@ -130,6 +130,9 @@ type Database struct {
 	DSN   string
 	State string
 	Dirty bool
+	// Quarantined: the isolation audit found it unsafe; its tenants are
+	// refused until a re-audit or an operator's acceptance releases it.
+	Quarantined bool
 	// ServerID is the registered server holding it; empty for the shared
 	// database and for dedicated ones on dedicated.server_url.
 	ServerID string

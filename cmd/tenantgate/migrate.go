@@ -61,10 +61,10 @@ func (c *cli) migrateStatusCmd() *cobra.Command {
 
 func statusTable(c *cli, st []fanout.DatabaseStatus) error {
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DATABASE\tKIND\tVERSION\tDIRTY\tSTATE\tTENANTS\tLAST RESULT")
+	fmt.Fprintln(tw, "DATABASE\tKIND\tVERSION\tDIRTY\tSTATE\tTENANTS\tAUDIT\tLAST RESULT")
 	for _, s := range st {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%d\t%s\n", escapeControl(s.Name), escapeControl(s.Kind), s.Version, s.Dirty,
-			escapeControl(s.State), s.Tenants, escapeControl(s.LastSummary()))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%t\t%s\t%d\t%s\t%s\n", escapeControl(s.Name), escapeControl(s.Kind), s.Version, s.Dirty,
+			escapeControl(s.State), s.Tenants, auditCell(s.Audit, s.Quarantined), escapeControl(s.LastSummary()))
 	}
 	return tw.Flush()
 }

@@ -41,7 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pf.StringVar(&c.configFile, "config", "", "config file (default ./tenantgate.yaml if present)")
 	c.flag(pf, "database_url", "catalog database URL")
 	c.flag(pf, "log_level", "log level: debug, info, warn, error")
-	root.AddCommand(c.initCmd(), c.serveCmd(), c.devCmd(), c.tenantsCmd(), c.provisionerCmd(), c.serversCmd(), c.migrateCmd())
+	root.AddCommand(c.initCmd(), c.serveCmd(), c.devCmd(), c.tenantsCmd(), c.provisionerCmd(), c.serversCmd(), c.migrateCmd(),
+		c.auditCmd())
 	usageErrors(root)
 	return root.ExecuteContext(ctx)
 }
@@ -164,6 +165,10 @@ func (c *cli) logger(cfg config.Config) *slog.Logger {
 // went wrong while doing it. Messages are escaped (escapeControl): they
 // quote names and arguments, which may hold control characters.
 func report(w io.Writer, err error) int {
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec) // the command has said all there is to say
+	}
 	var ue *usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(w, "tenantgate: %s\nRun '%s --help' for usage.\n", escapeControl(ue.Error()), escapeControl(ue.command))

@@ -284,8 +284,8 @@ func poolSource(store *catalog.Store, cfg config.Config) poolcache.Source {
 		if err != nil {
 			return poolcache.Target{}, err
 		}
-		if db.Dirty || db.State != "ready" {
-			return poolcache.Target{}, tenancy.Unavailable(fmt.Errorf("database %s is dirty or %s", db.Name, db.State), 30*time.Second)
+		if db.Dirty || db.Quarantined || db.State != "ready" {
+			return poolcache.Target{}, tenancy.Unavailable(fmt.Errorf("database %s is dirty, quarantined or %s", db.Name, db.State), 30*time.Second)
 		}
 		dsn, err := schema.WithUser(db.DSN, cfg.AppRole, cfg.AppRolePassword)
 		if err != nil {

@@ -428,15 +428,15 @@ func createRequest(slug, name, plan, email, password string) (provisioner.Create
 // in it would otherwise shift columns or forge a row.
 func tenantTable(w io.Writer, orgs []catalog.OrganizationDetail) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SLUG\tNAME\tPLAN\tSTATUS\tPLACEMENT\tDATABASE\tUSERS\tAGENT-MINUTES\tID")
+	fmt.Fprintln(tw, "SLUG\tNAME\tPLAN\tSTATUS\tPLACEMENT\tDATABASE\tAUDIT\tUSERS\tAGENT-MINUTES\tID")
 	for _, o := range orgs {
 		placement := o.Placement
 		if o.PlacementState != tenancy.PlacementReady {
 			placement += " (" + o.PlacementState + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n",
 			escapeControl(o.Slug), escapeControl(o.Name), escapeControl(string(o.Plan)), escapeControl(string(o.Status)),
-			escapeControl(placement), escapeControl(o.Database), o.Users, o.AgentMinutesUsed, escapeControl(o.ID))
+			escapeControl(placement), escapeControl(o.Database), auditCell(o.Audit, o.Quarantined), o.Users, o.AgentMinutesUsed, escapeControl(o.ID))
 	}
 	return tw.Flush()
 }

@@ -24,6 +24,10 @@ type DatabaseStatus struct {
 	Version    uint   `json:"version"`
 	Dirty      bool   `json:"dirty"`
 	Tenants    int    `json:"tenants"`
+	// Audit is the isolation audit's last verdict ("" before the first, and
+	// for the catalog); Quarantined, that its tenants are refused for it.
+	Audit       string `json:"audit,omitempty"`
+	Quarantined bool   `json:"quarantined,omitempty"`
 	// Last is the newest ledger entry of the database; nil if no fan-out
 	// or repair has touched it.
 	Last *LedgerEntry `json:"last,omitempty"`
@@ -59,7 +63,7 @@ func (r *Runner) Status(ctx context.Context) ([]DatabaseStatus, error) {
 	out := []DatabaseStatus{{Name: name, Kind: KindCatalog, State: "ready", Version: version, Dirty: dirty}}
 	for _, d := range dbs {
 		s := DatabaseStatus{DatabaseID: d.ID, Name: d.Name, Kind: d.Kind, State: d.State,
-			Version: uint(max(d.SchemaVersion, 0)), Dirty: d.Dirty, Tenants: d.Tenants}
+			Version: uint(max(d.SchemaVersion, 0)), Dirty: d.Dirty, Tenants: d.Tenants, Audit: d.Audit, Quarantined: d.Quarantined}
 		if l, ok := last[d.ID]; ok {
 			s.Last = ledgerEntry(l)
 		}

@@ -37,11 +37,12 @@ func (s *Store) RequireTenantVersion(v uint) { s.minTenantVersion = int64(v) }
 
 // databaseServes is the one rule for "this tenant's database may serve
 // now", read as Placement.DatabaseReady by Tenant and Placement: in
-// service, not left dirty by a failed migration, and at least at the
+// service, not left dirty by a failed migration, not quarantined by the
+// isolation audit, and at least at the
 // tenant schema this binary's queries need ($2: minTenantVersion). The
 // gateway admits requests by it and the scheduler fires schedules by it,
 // so neither writes where the other would refuse to.
-const databaseServes = `(d.state = 'ready' AND NOT d.dirty AND d.schema_version >= $2)`
+const databaseServes = `(d.state = 'ready' AND NOT d.dirty AND NOT d.quarantined AND d.schema_version >= $2)`
 
 // New returns a Store over pool.
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }

@@ -6,11 +6,11 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy"
 )
 
-const databaseColumns = `id::text, name, kind, dsn, state, dirty`
+const databaseColumns = `id::text, name, kind, dsn, state, dirty, quarantined`
 
 func scanDatabase(row interface{ Scan(...any) error }) (tenancy.Database, error) {
 	var d tenancy.Database
-	err := row.Scan(&d.ID, &d.Name, &d.Kind, &d.DSN, &d.State, &d.Dirty)
+	err := row.Scan(&d.ID, &d.Name, &d.Kind, &d.DSN, &d.State, &d.Dirty, &d.Quarantined)
 	return d, err
 }
 
@@ -51,13 +51,16 @@ type DatabaseInfo struct {
 	tenancy.Database
 	SchemaVersion int64 `json:"schemaVersion"`
 	Tenants       int   `json:"tenants"`
+	// Audit is the isolation audit's last verdict ("" before the first).
+	Audit string `json:"audit"`
 }
 
 // Databases lists every tenant database, shared ones first.
 func (s *Store) Databases(ctx context.Context) ([]DatabaseInfo, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT d.id::text, d.name, d.kind, d.dsn, d.state, d.dirty, d.schema_version,
-		       (SELECT count(*) FROM placements p WHERE p.database_id = d.id)
+		SELECT d.id::text, d.name, d.kind, d.dsn, d.state, d.dirty, d.quarantined, d.schema_version,
+		       (SELECT count(*) FROM placements p WHERE p.database_id = d.id),
+		       coalesce((SELECT a.verdict FROM database_audits a WHERE a.database_id = d.id), '')
 		FROM databases d ORDER BY d.kind DESC, d.name`)
 	if err != nil {
 		return nil, interpret(err, "databases")
@@ -66,7 +69,7 @@ func (s *Store) Databases(ctx context.Context) ([]DatabaseInfo, error) {
 	var out []DatabaseInfo
 	for rows.Next() {
 		var d DatabaseInfo
-		if err := rows.Scan(&d.ID, &d.Name, &d.Kind, &d.DSN, &d.State, &d.Dirty, &d.SchemaVersion, &d.Tenants); err != nil {
+		if err := rows.Scan(&d.ID, &d.Name, &d.Kind, &d.DSN, &d.State, &d.Dirty, &d.Quarantined, &d.SchemaVersion, &d.Tenants, &d.Audit); err != nil {
 			return nil, interpret(err, "databases")
 		}
 		out = append(out, d)

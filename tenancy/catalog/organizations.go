@@ -90,6 +90,10 @@ type OrganizationDetail struct {
 	AgentMinutesUsed int64  `json:"agentMinutesUsed"`
 	// LimitOverrides are an operator's limits; zero fields take the plan's.
 	LimitOverrides tenancy.Limits `json:"limitOverrides"`
+	// Audit is its database's last isolation verdict ("" before the
+	// first); Quarantined, that its database is refused for it.
+	Audit       string `json:"audit"`
+	Quarantined bool   `json:"quarantined"`
 }
 
 // Organizations lists every organization with its placement, by slug.
@@ -102,14 +106,16 @@ func (s *Store) Organizations(ctx context.Context) ([]OrganizationDetail, error)
 func (s *Store) details(ctx context.Context, slug string) ([]OrganizationDetail, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+orgColumns+`, d.id::text, d.name, p.epoch, p.state,
 		(SELECT count(*) FROM users u WHERE u.organization_id = o.id),
-		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END`+orgFrom+`
+		CASE WHEN o.period_start < `+periodStartSQL+` THEN 0 ELSE o.agent_minutes_used END,
+		coalesce((SELECT a.verdict FROM database_audits a WHERE a.database_id = d.id), ''), d.quarantined`+orgFrom+`
 		WHERE $1 = '' OR o.slug = $1 ORDER BY o.slug`, slug)
 	if err != nil {
 		return nil, interpret(err, "organizations")
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OrganizationDetail, error) {
 		var d OrganizationDetail
-		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.PlacementState, &d.Users, &d.AgentMinutesUsed)...)
+		err := row.Scan(append(orgFields(&d.Organization), &d.DatabaseID, &d.Database, &d.Epoch, &d.PlacementState, &d.Users, &d.AgentMinutesUsed,
+			&d.Audit, &d.Quarantined)...)
 		d.LimitOverrides = d.Overrides
 		return d, err
 	})

@@ -200,3 +200,9 @@ func (s *Service) DeleteOrganization(ctx context.Context, slug string, dropDedic
 	j, err := s.Catalog.EnqueueJob(ctx, catalog.JobDelete, org.ID, catalog.DeletePayload{OrganizationID: org.ID})
 	return j.ID, err
 }
+
+// OrganizationChanged tells every gateway replica to re-read an
+// organization (after an operator's or a job's change to it).
+func (s *Service) OrganizationChanged(ctx context.Context, orgID string) error {
+	return s.Changes.Publish(ctx, tenancy.ChangeOrganization, orgID, time.Time{})
+}
