@@ -71,6 +71,11 @@ type Config struct {
 	Placement struct {
 		TTL time.Duration `mapstructure:"ttl"` // how long a cached placement is trusted without invalidation; default 30s
 	} `mapstructure:"placement"`
+	Export struct {
+		// PerDay is how many exports an owner may take of its
+		// organization a day (GET /api/organization/export); default 4.
+		PerDay int `mapstructure:"per_day"`
+	} `mapstructure:"export"`
 	Audit struct {
 		// Interval is how often the provisioner audits the isolation
 		// posture of the whole fleet; default 10m.
@@ -160,6 +165,7 @@ var defaults = map[string]any{
 	"otel.service_name":                   "tenantgate",
 	"otel.sample_ratio":                   1.0,
 	"audit.interval":                      "10m",
+	"export.per_day":                      4,
 	"plans.free.max_agents":               5,
 	"plans.free.max_agent_minutes":        1000,
 	"plans.free.rps":                      10,
@@ -322,7 +328,7 @@ func (c Config) Validate() error {
 		positive("pools.shared_conns", c.Pools.SharedConns), positive("pools.dedicated_conns", c.Pools.DedicatedConns))
 	errs = append(errs, positiveDuration("jwt_ttl", c.JWTTTL), positiveDuration("request_timeout", c.RequestTimeout),
 		positiveDuration("pools.connect_timeout", c.Pools.ConnectTimeout), positiveDuration("placement.ttl", c.Placement.TTL),
-		positiveDuration("audit.interval", c.Audit.Interval),
+		positiveDuration("audit.interval", c.Audit.Interval), positive("export.per_day", c.Export.PerDay),
 		positive("login.max_failures", c.Login.MaxFailures), positive("login.max_failures_per_ip", c.Login.MaxFailuresPerIP),
 		positiveDuration("login.window", c.Login.Window))
 	if len(c.badProxies) > 0 {

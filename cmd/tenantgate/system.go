@@ -154,7 +154,7 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log),
 		LoginThrottle: service.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, Billing: billing(cfg),
-		IdempotencySecret: idempotencySecret(cfg.JWTSecret), PasswordParams: identity.DefaultPasswordParams, Log: log,
+		IdempotencySecret: idempotencySecret(cfg.JWTSecret), ExportsPerDay: cfg.Export.PerDay, PasswordParams: identity.DefaultPasswordParams, Log: log,
 	})
 	g.public = router.New(router.Deps{
 		Service: svc, Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins,

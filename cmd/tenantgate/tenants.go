@@ -27,7 +27,8 @@ func (c *cli) tenantsCmd() *cobra.Command {
 		c.tenantsStatusCmd("suspend", "Suspend an organization: its requests get 403 organization_suspended",
 			tenancy.StatusSuspended, tenancy.StatusActive, tenancy.StatusPending),
 		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended),
-		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd(), c.tenantsMoveCmd(), c.tenantsSetPlanCmd(), c.tenantsDeleteCmd())
+		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd(), c.tenantsMoveCmd(), c.tenantsSetPlanCmd(), c.tenantsDeleteCmd(),
+		c.tenantsExportCmd(), c.tenantsImportCmd(), c.tenantsRestoreCmd())
 	return cmd
 }
 

@@ -94,3 +94,10 @@ func orDefault(s, def string) string {
 	}
 	return s
 }
+
+// SchemaVersion returns the tenant schema version recorded for a database.
+func (s *Store) SchemaVersion(ctx context.Context, id string) (uint, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT schema_version FROM databases WHERE id = $1`, id).Scan(&v)
+	return uint(max(v, 0)), interpret(err, "database")
+}

@@ -77,6 +77,8 @@ type Deps struct {
 	Billing            Billing
 	// KeyUsed records, in the background, that an API key was used.
 	KeyUsed func(keyID string)
+	// ExportsPerDay bounds owners' exports of their organization; default 4.
+	ExportsPerDay int
 	// IdempotencySecret keys the HMAC that fingerprints requests under an
 	// Idempotency-Key; every replica needs the same one (cmd derives it
 	// from jwt_secret). Empty: a random key, for one process.
@@ -101,6 +103,9 @@ func New(d Deps) *Service {
 	}
 	if d.PasswordParams == (identity.PasswordParams{}) {
 		d.PasswordParams = identity.DefaultPasswordParams
+	}
+	if d.ExportsPerDay == 0 {
+		d.ExportsPerDay = 4
 	}
 	if d.KeyUsed == nil {
 		d.KeyUsed = func(string) {}

@@ -77,6 +77,18 @@ func (s *Scope) Tx(ctx context.Context, t tenancy.Tenant, fn func(tx pgx.Tx) err
 	})
 }
 
+// Conn lends fn a connection of the tenant's pool, as the application role,
+// for work that runs its own transaction over many statements (an export
+// reading every table in one snapshot). fn must set app.organization_id
+// transaction-locally and filter by organization itself, as the archive
+// package does; nothing it sets may outlive its transaction, since the
+// connection returns to the pool.
+func (s *Scope) Conn(ctx context.Context, t tenancy.Tenant, fn func(conn *pgx.Conn) error) error {
+	return s.run(ctx, t, func(pool *pgxpool.Pool) error {
+		return pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return fn(c.Conn()) })
+	})
+}
+
 func writable(t tenancy.Tenant) error {
 	if t.Placement.State == tenancy.PlacementMoving {
 		return tenancy.Unavailable(errors.New("tenant is being moved"), moveRetryAfter)

@@ -9,12 +9,14 @@ type Stores struct {
 	Sessions    *Sessions
 	Schedules   *Schedules
 	Idempotency *Idempotency
+	// Scope is the scope under them, for work that spans tables (exports).
+	Scope *Scope
 }
 
 // NewStores returns every store over scope.
 func NewStores(scope *Scope) Stores {
 	return Stores{
 		Agents: NewAgents(scope), Tasks: NewTasks(scope), Messages: NewMessages(scope), Activity: NewActivityLog(scope),
-		Sessions: NewSessions(scope), Schedules: NewSchedules(scope), Idempotency: NewIdempotency(scope),
+		Sessions: NewSessions(scope), Schedules: NewSchedules(scope), Idempotency: NewIdempotency(scope), Scope: scope,
 	}
 }
