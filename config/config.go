@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -76,6 +77,11 @@ type Config struct {
 		// organization a day (GET /api/organization/export); default 4.
 		PerDay int `mapstructure:"per_day"`
 	} `mapstructure:"export"`
+	Usage struct {
+		// Retention is how long metered usage is kept (hourly after a
+		// day); default 90d. Days are written as a number of days ("90d").
+		Retention time.Duration `mapstructure:"-"`
+	} `mapstructure:"usage"`
 	Audit struct {
 		// Interval is how often the provisioner audits the isolation
 		// posture of the whole fleet; default 10m.
@@ -166,6 +172,7 @@ var defaults = map[string]any{
 	"otel.sample_ratio":                   1.0,
 	"audit.interval":                      "10m",
 	"export.per_day":                      4,
+	"usage.retention":                     "90d",
 	"plans.free.max_agents":               5,
 	"plans.free.max_agent_minutes":        1000,
 	"plans.free.rps":                      10,
@@ -243,6 +250,11 @@ func Load(v *viper.Viper, file string) (Config, error) {
 
 	c.Events.AllowedOrigins = list(v.Get("events.allowed_origins"))
 	c.TrustedProxies, c.badProxies = parsePrefixes(list(v.Get("trusted_proxies")))
+	retention, err := parseDays(v.GetString("usage.retention"))
+	if err != nil {
+		return Config{}, fmt.Errorf("usage.retention (%s): %w", envName("usage.retention"), err)
+	}
+	c.Usage.Retention = retention
 	if c.Dedicated.ServerURL == "" {
 		c.Dedicated.ServerURL = c.DatabaseURL
 	}
@@ -411,4 +423,22 @@ func positiveDuration(key string, d time.Duration) error {
 // envName is the environment variable of a key.
 func envName(key string) string {
 	return "TENANTGATE_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// parseDays reads a duration that may be given in days ("90d"), which
+// time.ParseDuration does not know, or as any Go duration ("2160h").
+func parseDays(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("must be a positive number of days such as 90d, or a duration such as 2160h (got %q)", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("must be a positive number of days such as 90d, or a duration such as 2160h (got %q)", s)
+	}
+	return d, nil
 }

@@ -222,3 +222,17 @@ func TestOnlyTenantgateYAML(t *testing.T) {
 	_, err = Load(New(), "")
 	require.ErrorContains(t, err, "tenantgate.yaml", "a broken tenantgate.yaml is an error, not ignored")
 }
+
+func TestUsageRetention(t *testing.T) {
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "1d": 24 * time.Hour, "36h": 36 * time.Hour} {
+		t.Setenv("TENANTGATE_USAGE_RETENTION", in)
+		c, err := Load(New(), "")
+		require.NoError(t, err)
+		require.Equal(t, want, c.Usage.Retention, in)
+	}
+	for _, bad := range []string{"0d", "-3d", "ninety", "0s"} {
+		t.Setenv("TENANTGATE_USAGE_RETENTION", bad)
+		_, err := Load(New(), "")
+		require.ErrorContains(t, err, "usage.retention", bad)
+	}
+}

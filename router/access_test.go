@@ -175,8 +175,9 @@ func TestRoleMatrix(t *testing.T) {
 		"GET /api/sessions": tenancy.RoleMember, "POST /api/sessions": tenancy.RoleMember, "PATCH /api/sessions/:id": tenancy.RoleMember,
 		"GET /api/schedules": tenancy.RoleMember, "POST /api/schedules": tenancy.RoleMember,
 		"PATCH /api/schedules/:id": tenancy.RoleMember, "DELETE /api/schedules/:id": tenancy.RoleMember,
-		"GET /api/organization": tenancy.RoleMember,
-		"GET /api/api-keys":     tenancy.RoleAdmin, "POST /api/api-keys": tenancy.RoleAdmin, "DELETE /api/api-keys/:id": tenancy.RoleAdmin,
+		"GET /api/organization": tenancy.RoleMember, "GET /api/organization/export": tenancy.RoleOwner,
+		"GET /api/organization/usage": tenancy.RoleAdmin,
+		"GET /api/api-keys":           tenancy.RoleAdmin, "POST /api/api-keys": tenancy.RoleAdmin, "DELETE /api/api-keys/:id": tenancy.RoleAdmin,
 		"GET /api/users": tenancy.RoleAdmin, "POST /api/users": tenancy.RoleAdmin,
 		"PATCH /api/users/:id": tenancy.RoleAdmin, "DELETE /api/users/:id": tenancy.RoleAdmin,
 	}

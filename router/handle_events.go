@@ -9,6 +9,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/events"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 )
 
 const (
@@ -129,6 +130,8 @@ func (s *server) handleEvents(conn *websocket.Conn) {
 	}
 	client := s.Events.Join(p)
 	defer s.Events.Leave(client)
+	opened := time.Now()
+	defer func() { s.record(p.OrganizationID, metering.Usage{SocketSeconds: int64(time.Since(opened).Seconds())}) }()
 	conn.SetReadLimit(maxClientMessage)
 	_ = conn.SetReadDeadline(time.Now().Add(pongWait))
 	conn.SetPongHandler(func(string) error { return conn.SetReadDeadline(time.Now().Add(pongWait)) })
@@ -182,6 +185,7 @@ func (s *server) handleEvents(conn *websocket.Conn) {
 				<-gone
 				return
 			}
+			s.record(p.OrganizationID, metering.Usage{Events: 1, BytesSent: int64(len(msg))})
 		case <-expired:
 			end(websocket.ClosePolicyViolation, "credential expired")
 			return
@@ -194,5 +198,12 @@ func (s *server) handleEvents(conn *websocket.Conn) {
 		case <-gone:
 			return
 		}
+	}
+}
+
+// record meters a tenant's socket use, when usage is metered.
+func (s *server) record(orgID string, u metering.Usage) {
+	if s.Usage != nil {
+		s.Usage.Record(orgID, u)
 	}
 }

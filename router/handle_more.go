@@ -2,9 +2,11 @@ package router
 
 import (
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
@@ -121,4 +123,20 @@ func (s *server) handleBilling(c *fiber.Ctx) error {
 	cl := call(c)
 	v, err := s.Service.BillingState(c.UserContext(), cl)
 	return answer(c, cl, fiber.StatusOK, v, err)
+}
+
+func (s *server) handleUsage(c *fiber.Ctx) error {
+	q := service.UsageQuery{Granularity: strings.Clone(c.Query("granularity"))}
+	for field, dst := range map[string]*time.Time{"from": &q.From, "to": &q.To} {
+		if raw := c.Query(field); raw != "" {
+			t, err := time.Parse(time.RFC3339, raw)
+			if err != nil {
+				return tenancy.Errorf(tenancy.CodeInvalid, "%s: must be an RFC 3339 time such as 2026-12-01T00:00:00Z", field)
+			}
+			*dst = t
+		}
+	}
+	cl := call(c)
+	r, err := s.Service.OrganizationUsage(c.UserContext(), cl, q)
+	return answer(c, cl, fiber.StatusOK, r, err)
 }

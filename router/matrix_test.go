@@ -212,7 +212,8 @@ func TestBadInputEveryWritingRoute(t *testing.T) {
 	}
 	require.Positive(t, writing)
 	for _, rt := range apiRoutes(b) {
-		if rt[0] == "GET" && !strings.Contains(rt[1], ":id") && !strings.Contains(rt[1], "/auth/") && rt[1] != "/api/organization" && rt[1] != "/api/billing" {
+		if rt[0] == "GET" && !strings.Contains(rt[1], ":id") && !strings.Contains(rt[1], "/auth/") && rt[1] != "/api/billing" &&
+			!strings.HasPrefix(rt[1], "/api/organization") { // not lists
 			for _, q := range []string{"limit=201", "limit=0", "limit=-1", "limit=x", "cursor=%27%3B--"} {
 				r := b.do(t, "GET", rt[1]+"?"+q, w.token, nil)
 				require.Equal(t, 400, r.status, "%s?%s: %s", rt[1], q, r.text)

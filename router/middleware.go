@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 )
 
 const requestIDKey = "requestId"
@@ -63,6 +64,9 @@ func (s *server) observe(c *fiber.Ctx) error {
 	// The method is cloned: it is a view of fasthttp's reused buffer, and
 	// Prometheus keeps label values.
 	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, slug, elapsed)
+	if s.Usage != nil && t.Organization.ID != "" {
+		s.Usage.Record(t.Organization.ID, metering.Usage{Requests: 1, BytesSent: int64(len(c.Response().Body()))})
+	}
 	if status == fiber.StatusTooManyRequests && s.refusalLogs != nil && !s.refusalLogs.Allow() {
 		// A client flooding past its rate limit would otherwise write a
 		// log line per refusal, on the cores its neighbours share; the

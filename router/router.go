@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/events"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 	"github.com/tenantgate/tenantgate/tenancy/service"
 )
 
@@ -32,6 +33,9 @@ type Deps struct {
 	Events *events.Hub
 	// AllowedOrigins may open event streams from a browser.
 	AllowedOrigins []string
+	// Usage meters each tenant's requests, bytes and socket use (nil:
+	// none).
+	Usage UsageRecorder
 	Log            *slog.Logger
 	Metrics        *Metrics
 	// Tracer, when set, traces each request (OpenTelemetry).
@@ -45,6 +49,12 @@ type Deps struct {
 	// key on the address (see clientAddr).
 	ProxyHeader    string
 	TrustedProxies []netip.Prefix
+}
+
+// UsageRecorder adds to an organization's metered usage (the replica's
+// metering.Meter).
+type UsageRecorder interface {
+	Record(orgID string, u metering.Usage)
 }
 
 // refusalLogsPerSecond is how many 429 answers a second get an access log

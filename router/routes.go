@@ -57,6 +57,7 @@ func routes(app *fiber.App, s *server) {
 	tenant.Delete("/schedules/:id", s.handleScheduleDelete)
 	tenant.Get("/organization", s.handleOrganization)
 	tenant.Get("/organization/export", s.handleExport)
+	tenant.Get("/organization/usage", s.handleUsage)
 	tenant.Get("/billing", s.handleBilling)
 	tenant.Get("/api-keys", s.handleKeyList)
 	tenant.Post("/api-keys", s.handleKeyCreate)

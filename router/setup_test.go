@@ -24,6 +24,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
@@ -52,6 +53,8 @@ type bundle struct {
 	agents *tenantdb.Agents
 	data   tenantdb.Stores
 	svc    *service.Service
+	usage  *metering.Store
+	meter  *metering.Meter
 
 	placements  *placement.Cache
 	keys        *identity.Keys
@@ -98,6 +101,9 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	require.NoError(t, err)
 	b.store.RequireTenantVersion(versions[len(versions)-1])
 	b.prov = provisioner.New(cfg, b.store, quiet)
+	b.usage = metering.NewStore(catPool, nil)
+	b.meter = b.usage.NewMeter(metering.Config{Log: quiet})
+	o.pools.Tracer = b.meter.Tracer()
 	o.pools.AppName = "tgtest-" + e.Prefix
 	b.pools = poolcache.New(o.pools, func(ctx context.Context, id string) (poolcache.Target, error) {
 		db, err := b.store.Database(ctx, id)
@@ -158,10 +164,10 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 		KeyUsed: b.touches.Touch,
 		Billing: service.Billing{WebhookSecret: o.stripeSecret, GracePeriod: time.Hour,
 			Prices: map[string]tenancy.Plan{"price_pro": tenancy.PlanPro, "price_ent": tenancy.PlanEnterprise}},
-		Log: o.log, PasswordParams: cheap})
+		Usage: b.usage, Log: o.log, PasswordParams: cheap})
 	// app.Test's requests come from 0.0.0.0: a trusted proxy here, so
 	// tests can name client addresses in X-Real-IP.
-	b.app = New(Deps{Service: b.svc, Events: b.hub, AllowedOrigins: []string{"https://app.example"},
+	b.app = New(Deps{Service: b.svc, Events: b.hub, AllowedOrigins: []string{"https://app.example"}, Usage: b.meter,
 		ProxyHeader: "X-Real-IP", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")},
 		Log: o.log, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -24,6 +25,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 	"github.com/tenantgate/tenantgate/tenancy/placement"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
@@ -74,6 +76,7 @@ func openTracedCatalog(ctx context.Context, cfg config.Config, tracer pgx.QueryT
 type gateway struct {
 	catalogPool *pgxpool.Pool
 	store       *catalog.Store
+	usage       *metering.Store
 	pools       *poolcache.Cache
 	bus         broadcast.Bus
 	redis       *redis.Client
@@ -123,11 +126,16 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		return err
 	}
 	g.feed = changes.New(g.store, g.bus, log)
+	// Usage per tenant: requests and bytes from the router, database time
+	// and rows from every tenant pool's queries, flushed to the catalog.
+	g.usage = metering.NewStore(g.catalogPool, nil)
+	meter := g.usage.NewMeter(metering.Config{Log: log})
+	g.stop = append(g.stop, runInBackground(func(ctx context.Context) { meter.Run(ctx, 10*time.Second) }))
 	g.pools = poolcache.New(poolcache.Config{
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns,
 		SharedConns: int32(cfg.Pools.SharedConns), DedicatedConns: int32(cfg.Pools.DedicatedConns),
 		ConnectTimeout: cfg.Pools.ConnectTimeout, AppName: "tenantgate", MaxServerConns: cfg.Pools.MaxServerConns,
-		Tracer: tr.pgx,
+		Tracer: tracers(tr.pgx, meter.Tracer()),
 	}, poolSource(g.store, cfg), log)
 	hub := events.NewHub(g.bus, log)
 	c := router.Caches{
@@ -154,10 +162,10 @@ func (g *gateway) open(ctx context.Context, cfg config.Config, log *slog.Logger)
 		Throttle: g.throttle(cfg.RedisPrefix, log), RateLimiter: g.rateLimiter(cfg.RedisPrefix, log),
 		LoginThrottle: service.LoginPolicy(cfg.Login), SignupMode: cfg.Signup.Mode,
 		CreateOrganization: signupCreator(cfg, g.store, log), KeyUsed: touches.Touch, Billing: billing(cfg),
-		IdempotencySecret: idempotencySecret(cfg.JWTSecret), ExportsPerDay: cfg.Export.PerDay, PasswordParams: identity.DefaultPasswordParams, Log: log,
+		IdempotencySecret: idempotencySecret(cfg.JWTSecret), ExportsPerDay: cfg.Export.PerDay, Usage: g.usage, PasswordParams: identity.DefaultPasswordParams, Log: log,
 	})
 	g.public = router.New(router.Deps{
-		Service: svc, Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins,
+		Service: svc, Events: hub, AllowedOrigins: cfg.Events.AllowedOrigins, Usage: meter,
 		Log: log, Metrics: router.NewMetrics(reg, cfg.Metrics.TopTenants), RequestTimeout: cfg.RequestTimeout, BaseDomain: cfg.BaseDomain,
 		ProxyHeader: cfg.ProxyHeader, TrustedProxies: cfg.TrustedProxies, Tracer: tr.provider,
 	})
@@ -361,4 +369,21 @@ func billing(cfg config.Config) service.Billing {
 		prices[price] = tenancy.Plan(plan)
 	}
 	return service.Billing{WebhookSecret: cfg.Stripe.WebhookSecret, Prices: prices, GracePeriod: cfg.Stripe.GracePeriod}
+}
+
+// tracers is every non-nil tracer in one (multitracer panics on a nil).
+func tracers(ts ...pgx.QueryTracer) pgx.QueryTracer {
+	var live []pgx.QueryTracer
+	for _, t := range ts {
+		if t != nil {
+			live = append(live, t)
+		}
+	}
+	switch len(live) {
+	case 0:
+		return nil
+	case 1:
+		return live[0]
+	}
+	return multitracer.New(live...)
 }

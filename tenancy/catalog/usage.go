@@ -102,3 +102,25 @@ func (s *Store) SetLimits(ctx context.Context, slug string, l LimitChanges) (ten
 	}
 	return s.Organization(ctx, id)
 }
+
+// TokensBy sums an organization's charged model tokens per hour or day
+// ("hour", "day") in [from, to), keyed by the bucket's start (UTC).
+func (s *Store) TokensBy(ctx context.Context, orgID string, from, to time.Time, granularity string) (map[time.Time]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT date_trunc($4, charged_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', sum(tokens)::bigint
+		FROM usage_charges WHERE organization_id = $1 AND charged_at >= $2 AND charged_at < $3 AND tokens > 0
+		GROUP BY 1`, orgID, from, to, granularity)
+	if err != nil {
+		return nil, interpret(err, "usage")
+	}
+	defer rows.Close()
+	out := map[time.Time]int64{}
+	for rows.Next() {
+		var at time.Time
+		var n int64
+		if err := rows.Scan(&at, &n); err != nil {
+			return nil, interpret(err, "usage")
+		}
+		out[at.UTC()] = n
+	}
+	return out, interpret(rows.Err(), "usage")
+}

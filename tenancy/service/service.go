@@ -12,6 +12,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/events"
 	"github.com/tenantgate/tenantgate/tenancy/identity"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 	"github.com/tenantgate/tenantgate/tenancy/ratelimit"
 	"github.com/tenantgate/tenantgate/tenancy/tenantdb"
 	"github.com/tenantgate/tenantgate/tenancy/throttle"
@@ -79,6 +80,8 @@ type Deps struct {
 	KeyUsed func(keyID string)
 	// ExportsPerDay bounds owners' exports of their organization; default 4.
 	ExportsPerDay int
+	// Usage reads metered usage (nil: GET /api/organization/usage is 503).
+	Usage *metering.Store
 	// IdempotencySecret keys the HMAC that fingerprints requests under an
 	// Idempotency-Key; every replica needs the same one (cmd derives it
 	// from jwt_secret). Empty: a random key, for one process.
