@@ -35,6 +35,7 @@ var knownMetrics = map[string]metricInfo{
 	"tenantgate_http_request_duration_seconds": {histogram, []string{"route", "method"}},
 	"tenantgate_rate_limited_total":            {counter, []string{"plan"}},
 	"tenantgate_tenant_requests_total":         {counter, []string{"organization"}},
+	"tenantgate_tenant_db_seconds_total":       {counter, []string{"organization"}},
 	"tenantgate_pools_open":                    {gauge, nil},
 	"tenantgate_pool_cache_total":              {counter, []string{"event"}},
 	"tenantgate_pool_connections":              {gauge, []string{"state"}},

@@ -18,6 +18,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	rateLimited *prometheus.CounterVec
 	tenants     *topTenants
+	dbTime      *topTenants
 }
 
 // NewMetrics registers the API's series with reg (none when reg is nil).
@@ -39,22 +40,24 @@ func NewMetrics(reg prometheus.Registerer, topTenants int) *Metrics {
 			Help: "Requests refused by per-organization rate limits, by plan.",
 		}, []string{"plan"}),
 		tenants: newTopTenants(topTenants),
+		dbTime:  newTopDBTime(topTenants),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.duration, m.rateLimited)
 		if topTenants > 0 {
-			reg.MustRegister(m.tenants)
+			reg.MustRegister(m.tenants, m.dbTime)
 		}
 	}
 	return m
 }
 
-func (m *Metrics) observe(method, route string, status int, plan, slug string, d time.Duration) {
+func (m *Metrics) observe(method, route string, status int, plan, slug string, d, dbTime time.Duration) {
 	method = knownMethod(method)
 	m.requests.WithLabelValues(route, method, strconv.Itoa(status), plan).Inc()
 	m.duration.WithLabelValues(route, method).Observe(d.Seconds())
 	if slug != "" {
 		m.tenants.add(slug)
+		m.dbTime.addN(slug, dbTime.Microseconds())
 	}
 }
 

@@ -75,6 +75,13 @@ func TestMetricsCardinalityIsBounded(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"card-a", "card-b"}, slugs, "only the top 2 tenants, by slug")
 
+	dbTime := families["tenantgate_tenant_db_seconds_total"]
+	require.NotNil(t, dbTime, "database time of the top tenants")
+	require.LessOrEqual(t, len(dbTime.GetMetric()), 2, "only the top 2")
+	for _, m := range dbTime.GetMetric() {
+		require.Positive(t, m.GetCounter().GetValue(), labelMap(m)["organization"])
+	}
+
 	for _, name := range []string{"tenantgate_pools_open", "tenantgate_pool_cache_total", "tenantgate_pool_connections",
 		"tenantgate_pool_waits_total", "tenantgate_pool_breakers_open", "tenantgate_pool_server_connections",
 		"tenantgate_placement_cache_total", "tenantgate_placement_cache_entries", "tenantgate_http_request_duration_seconds"} {

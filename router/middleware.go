@@ -55,6 +55,8 @@ func requestID(c *fiber.Ctx) string {
 func (s *server) observe(c *fiber.Ctx) error {
 	start := time.Now()
 	id := requestID(c)
+	ctx, req := metering.WithRequest(c.UserContext())
+	c.SetUserContext(ctx)
 	render(c, c.Next())
 	status := c.Response().StatusCode()
 	route := c.Route().Path
@@ -63,7 +65,7 @@ func (s *server) observe(c *fiber.Ctx) error {
 	elapsed := time.Since(start)
 	// The method is cloned: it is a view of fasthttp's reused buffer, and
 	// Prometheus keeps label values.
-	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, slug, elapsed)
+	s.Metrics.observe(strings.Clone(c.Method()), route, status, plan, slug, elapsed, req.DBTime())
 	if s.Usage != nil && t.Organization.ID != "" {
 		s.Usage.Record(t.Organization.ID, metering.Usage{Requests: 1, BytesSent: int64(len(c.Response().Body()))})
 	}

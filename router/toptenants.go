@@ -8,8 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-var tenantRequestsDesc = prometheus.NewDesc("tenantgate_tenant_requests_total",
-	"Requests of the busiest organizations (top N, approximate), by slug.", []string{"organization"}, nil)
+var (
+	tenantRequestsDesc = prometheus.NewDesc("tenantgate_tenant_requests_total",
+		"Requests of the busiest organizations (top N, approximate), by slug.", []string{"organization"}, nil)
+	tenantDBTimeDesc = prometheus.NewDesc("tenantgate_tenant_db_seconds_total",
+		"Database time of the organizations that use the most (top N, approximate), by slug.", []string{"organization"}, nil)
+)
 
 // topTenants finds the busiest organizations in bounded memory with the
 // Space-Saving algorithm (Metwally et al.): it keeps counts for a fixed
@@ -22,23 +26,37 @@ var tenantRequestsDesc = prometheus.NewDesc("tenantgate_tenant_requests_total",
 type topTenants struct {
 	n        int
 	capacity int
+	desc     *prometheus.Desc
+	scale    float64 // exported value = count × scale
 
 	mu     sync.Mutex
 	counts map[string]int64
 }
 
 func newTopTenants(n int) *topTenants {
-	return &topTenants{n: n, capacity: max(10*n, 100), counts: map[string]int64{}}
+	return &topTenants{n: n, capacity: max(10*n, 100), counts: map[string]int64{}, desc: tenantRequestsDesc, scale: 1}
 }
 
-func (t *topTenants) add(slug string) {
-	if t.n <= 0 {
+// newTopDBTime ranks organizations by database time (counted in
+// microseconds, exported in seconds).
+func newTopDBTime(n int) *topTenants {
+	t := newTopTenants(n)
+	t.desc, t.scale = tenantDBTimeDesc, 1e-6
+	return t
+}
+
+func (t *topTenants) add(slug string) { t.addN(slug, 1) }
+
+// addN counts weight for slug (Space-Saving with weights: a new slug
+// inherits the smallest count, plus its weight).
+func (t *topTenants) addN(slug string, weight int64) {
+	if t.n <= 0 || weight <= 0 {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, ok := t.counts[slug]; ok || len(t.counts) < t.capacity {
-		t.counts[slug]++
+		t.counts[slug] += weight
 		return
 	}
 	// Full: the new slug replaces the smallest. The scan is over a small,
@@ -50,7 +68,7 @@ func (t *topTenants) add(slug string) {
 		}
 	}
 	delete(t.counts, minSlug)
-	t.counts[slug] = minCount + 1
+	t.counts[slug] = minCount + weight
 }
 
 type tenantCount struct {
@@ -73,11 +91,11 @@ func (t *topTenants) top() []tenantCount {
 }
 
 // Describe implements prometheus.Collector.
-func (t *topTenants) Describe(ch chan<- *prometheus.Desc) { ch <- tenantRequestsDesc }
+func (t *topTenants) Describe(ch chan<- *prometheus.Desc) { ch <- t.desc }
 
 // Collect implements prometheus.Collector.
 func (t *topTenants) Collect(ch chan<- prometheus.Metric) {
 	for _, tc := range t.top() {
-		ch <- prometheus.MustNewConstMetric(tenantRequestsDesc, prometheus.CounterValue, float64(tc.count), tc.slug)
+		ch <- prometheus.MustNewConstMetric(t.desc, prometheus.CounterValue, float64(tc.count)*t.scale, tc.slug)
 	}
 }

@@ -3,6 +3,7 @@ package metering
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -48,6 +49,8 @@ type span struct {
 	// setting marks a query that is the setting statement; write, one
 	// that writes inside a WITH (writesThrough).
 	setting, write bool
+	// req, when the call is part of a request, adds up its database time.
+	req *Request
 }
 
 // begin starts a span when ctx carries a tenant.
@@ -57,6 +60,7 @@ func begin(ctx context.Context) (context.Context, *span) {
 		return ctx, nil
 	}
 	sp := &span{org: tn.Organization.ID, start: time.Now()}
+	sp.req, _ = ctx.Value(requestKey{}).(*Request)
 	return context.WithValue(ctx, spanKey{}, sp), sp
 }
 
@@ -67,8 +71,27 @@ func spanOf(ctx context.Context) *span {
 
 // end records the span's usage.
 func (t *Tracer) end(sp *span) {
-	t.meter.Record(sp.org, Usage{DBTime: time.Since(sp.start), RowsRead: sp.read, RowsWritten: sp.written})
+	d := time.Since(sp.start)
+	t.meter.Record(sp.org, Usage{DBTime: d, RowsRead: sp.read, RowsWritten: sp.written})
+	if sp.req != nil {
+		sp.req.dbTime.Add(int64(d))
+	}
 }
+
+type requestKey struct{}
+
+// Request adds up the database time of one request's tenant calls, for
+// the gateway's per-tenant Prometheus series.
+type Request struct{ dbTime atomic.Int64 }
+
+// WithRequest returns ctx carrying a new Request.
+func WithRequest(ctx context.Context) (context.Context, *Request) {
+	r := &Request{}
+	return context.WithValue(ctx, requestKey{}, r), r
+}
+
+// DBTime is the database time of the request's calls so far.
+func (r *Request) DBTime() time.Duration { return time.Duration(r.dbTime.Load()) }
 
 // writesThrough reports a statement that writes inside a WITH and answers
 // a SELECT (the stores' style: insert, log the activity, return the row):
