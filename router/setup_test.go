@@ -80,6 +80,9 @@ type setupOptions struct {
 	limiter    ratelimit.Limiter               // default: in-process
 	// stripeSecret is the webhook secret; default whsec_test.
 	stripeSecret string
+	// unmetered leaves usage metering out (the overhead benchmark's
+	// reference).
+	unmetered bool
 }
 
 func setup(t testing.TB, opts ...setupOptions) *bundle {
@@ -103,7 +106,12 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	b.prov = provisioner.New(cfg, b.store, quiet)
 	b.usage = metering.NewStore(catPool, nil)
 	b.meter = b.usage.NewMeter(metering.Config{Log: quiet})
-	o.pools.Tracer = b.meter.Tracer()
+	var recorder UsageRecorder = b.meter
+	if o.unmetered {
+		recorder = nil
+	} else {
+		o.pools.Tracer = b.meter.Tracer()
+	}
 	o.pools.AppName = "tgtest-" + e.Prefix
 	b.pools = poolcache.New(o.pools, func(ctx context.Context, id string) (poolcache.Target, error) {
 		db, err := b.store.Database(ctx, id)
@@ -167,7 +175,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 		Usage: b.usage, Log: o.log, PasswordParams: cheap})
 	// app.Test's requests come from 0.0.0.0: a trusted proxy here, so
 	// tests can name client addresses in X-Real-IP.
-	b.app = New(Deps{Service: b.svc, Events: b.hub, AllowedOrigins: []string{"https://app.example"}, Usage: b.meter,
+	b.app = New(Deps{Service: b.svc, Events: b.hub, AllowedOrigins: []string{"https://app.example"}, Usage: recorder,
 		ProxyHeader: "X-Real-IP", TrustedProxies: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/32")},
 		Log: o.log, BaseDomain: o.baseDomain, RequestTimeout: o.timeout, Metrics: o.metrics})
 	return b
