@@ -28,7 +28,8 @@ func (c *cli) tenantsCmd() *cobra.Command {
 			tenancy.StatusSuspended, tenancy.StatusActive, tenancy.StatusPending),
 		c.tenantsStatusCmd("resume", "Lift a suspension", tenancy.StatusActive, tenancy.StatusSuspended),
 		c.tenantsSetUsageCmd(), c.tenantsSetLimitsCmd(), c.tenantsMoveCmd(), c.tenantsSetPlanCmd(), c.tenantsDeleteCmd(),
-		c.tenantsExportCmd(), c.tenantsImportCmd(), c.tenantsRestoreCmd())
+		c.tenantsExportCmd(), c.tenantsImportCmd(), c.tenantsRestoreCmd(),
+		c.tenantsUsageCmd(), c.tenantsAdviseCmd())
 	return cmd
 }
 
