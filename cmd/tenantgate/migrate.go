@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tenantgate/tenantgate/migrations"
+	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/provisioner/fanout"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/audit"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 )
 
@@ -103,6 +105,7 @@ func (c *cli) migrateTenantsCmd() *cobra.Command {
 					}
 				}
 			}
+			c.auditMigrated(cmd.Context(), rep, *output == "table")
 			if rep.Failed > 0 {
 				return fmt.Errorf("%d databases failed; see `tenantgate migrate status`", rep.Failed)
 			}
@@ -147,4 +150,41 @@ func (c *cli) migrateRepairCmd() *cobra.Command {
 		})
 	}
 	return cmd
+}
+
+// auditMigrated runs the isolation audit on the databases a fan-out
+// migrated (an unsafe one is quarantined) and, on a terminal table, says
+// what it found. A failure to audit is logged, not the migration's.
+func (c *cli) auditMigrated(ctx context.Context, rep fanout.Report, show bool) {
+	var names []string
+	for _, r := range rep.Results {
+		if r.Status == "succeeded" {
+			names = append(names, r.Name)
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	cfg, err := c.config()
+	if err != nil {
+		return
+	}
+	log := c.logger(cfg)
+	_ = c.withCatalog(ctx, func(store *catalog.Store) error {
+		a := provisioner.NewAudits(provisionerConfig(cfg), store, log)
+		a.Publish = func(ctx context.Context, orgID string) error {
+			return c.publish(ctx, cfg, store, tenancy.ChangeOrganization, orgID)
+		}
+		out, err := a.AuditFleet(ctx, names...)
+		if err != nil {
+			log.Warn("auditing the migrated databases failed; the provisioner's audit will", "err", err)
+			return nil
+		}
+		for _, o := range out {
+			if show && (o.Verdict != audit.OK || o.Error != "") {
+				fmt.Fprintf(c.stdout, "  audit %s: %s\n", escapeControl(o.Database), auditCell(string(o.Verdict), o.Quarantined))
+			}
+		}
+		return nil
+	})
 }
