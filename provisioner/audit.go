@@ -29,6 +29,8 @@ type Audits struct {
 
 	mu       sync.Mutex
 	lastFull time.Time
+	// queued are databases to audit soon (after a job), taken by Run.
+	queued chan string
 }
 
 // NewAudits returns the fleet's auditor. Its scratch databases (built to
@@ -40,7 +42,8 @@ func NewAudits(cfg Config, store *catalog.Store, log *slog.Logger) *Audits {
 	if name, err := schema.DatabaseName(cfg.CatalogURL); err == nil {
 		scratch = name + "_audit_"
 	}
-	return &Audits{cfg: cfg, store: store, log: log, auditor: audit.New(audit.Config{ScratchPrefix: scratch}), Concurrency: 16}
+	return &Audits{cfg: cfg, store: store, log: log, auditor: audit.New(audit.Config{ScratchPrefix: scratch}), Concurrency: 16,
+		queued: make(chan string, 1024)}
 }
 
 // AuditOutcome is one database's verdict as recorded.
@@ -92,19 +95,20 @@ func (a *Audits) AuditFleet(ctx context.Context, only ...string) ([]AuditOutcome
 
 // AuditAfter wraps a job handler so that, when the job succeeds, the
 // database its organization is now on is audited (after a provision or a
-// move). An audit that cannot run is logged; it is not the job's failure.
+// move). The audit is queued for Run rather than run in the job: it is
+// not the job's to wait on (a new tenant's `--wait` would), and one that
+// fails is not the job's failure. A full queue leaves it to the next
+// fleet audit.
 func (a *Audits) AuditAfter(h Handler) Handler {
 	return func(ctx context.Context, job catalog.Job, step func(string)) error {
 		if err := h(ctx, job, step); err != nil || job.OrganizationID == nil {
 			return err
 		}
-		pl, err := a.store.Placement(ctx, *job.OrganizationID)
-		if err != nil {
-			return nil // deleted, or moved on: the fleet audit sees its database
-		}
-		step("audit")
-		if _, err := a.AuditDatabase(ctx, pl.DatabaseID); err != nil {
-			a.log.Warn("auditing a job's database failed; the fleet audit retries it", "job", job.ID, "err", err)
+		if pl, err := a.store.Placement(ctx, *job.OrganizationID); err == nil {
+			select {
+			case a.queued <- pl.DatabaseID:
+			default:
+			}
 		}
 		return nil
 	}
@@ -131,7 +135,8 @@ func (a *Audits) LastFullAudit() time.Time {
 	return a.lastFull
 }
 
-// Run audits the whole fleet every interval until ctx ends.
+// Run audits the whole fleet every interval, and each database queued by
+// AuditAfter as it comes, until ctx ends.
 func (a *Audits) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -139,10 +144,25 @@ func (a *Audits) Run(ctx context.Context, interval time.Duration) {
 		if _, err := a.AuditFleet(ctx); err != nil && ctx.Err() == nil {
 			a.log.Warn("fleet audit failed", "err", err)
 		}
+		if !a.auditQueued(ctx, t.C) {
+			return
+		}
+	}
+}
+
+// auditQueued audits queued databases until the next tick; false when ctx
+// ended.
+func (a *Audits) auditQueued(ctx context.Context, tick <-chan time.Time) bool {
+	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-t.C:
+			return false
+		case <-tick:
+			return true
+		case id := <-a.queued:
+			if _, err := a.AuditDatabase(ctx, id); err != nil && ctx.Err() == nil {
+				a.log.Warn("auditing a job's database failed; the fleet audit retries it", "database", id, "err", err)
+			}
 		}
 	}
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 )
@@ -22,42 +24,103 @@ type Handler func(ctx context.Context, job catalog.Job, step func(string)) error
 // Worker takes jobs from the catalog and runs them. Several workers, in
 // one process or many, share the queue: a job is claimed with FOR UPDATE
 // SKIP LOCKED under a lease the worker renews while it runs.
+//
+// An idle worker waits for the catalog's notification of a new job (see
+// catalog.JobsChannel) and claims at once; it also wakes when a retry or an
+// expired lease comes due, and polls as a fallback for notifications lost
+// while its listening connection was down.
 type Worker struct {
 	store    *catalog.Store
 	log      *slog.Logger
 	handlers map[string]Handler
 	id       string
-	// Lease is how long a claim lasts without renewal; Poll how long an
-	// idle worker waits before looking again.
+	// Lease is how long a claim lasts without renewal (default 30 s); Poll
+	// how long an idle worker waits, when nothing notifies it and no job
+	// comes due, before it looks again (default 5 s).
 	Lease, Poll time.Duration
+	// Concurrency is how many jobs the worker runs at once (default 4).
+	// Provisionings overlap all but their copy of the template, which a
+	// server lock serializes; an organization never has two live jobs.
+	Concurrency int
+	// Listen opens the connection the worker LISTENs on for new jobs
+	// (default: a catalog connection of its own); nil only polls.
+	Listen func(context.Context) (*pgx.Conn, error)
 	// Metrics counts and times job runs; nil counts nothing.
 	Metrics *Metrics
 }
 
+// ListenerName is the application_name of a worker's listening connection
+// in pg_stat_activity.
+const ListenerName = "tenantgate-jobs-listener"
+
 // NewWorker returns a worker running handlers by job kind.
 func NewWorker(store *catalog.Store, log *slog.Logger, handlers map[string]Handler) *Worker {
 	host, _ := os.Hostname()
-	return &Worker{store: store, log: log, handlers: handlers, Lease: 30 * time.Second, Poll: 500 * time.Millisecond,
-		id: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())}
+	return &Worker{store: store, log: log, handlers: handlers, Lease: 30 * time.Second, Poll: 5 * time.Second, Concurrency: 4,
+		Listen: func(ctx context.Context) (*pgx.Conn, error) { return store.ListenConn(ctx, ListenerName) },
+		id:     fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())}
 }
 
-// Run works until ctx ends; the job in hand is given up (its lease runs
-// out and another worker resumes it).
+// Run works until ctx ends; the jobs in hand are given up (their leases
+// run out and other workers resume them). It returns once they and its
+// listener have stopped.
 func (w *Worker) Run(ctx context.Context) {
-	for ctx.Err() == nil {
+	var wake <-chan struct{}
+	if w.Listen != nil {
+		l := NewListener(w.Listen, w.log, catalog.JobsChannel)
+		listenCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); l.Run(listenCtx) }()
+		defer func() { stop(); <-done }()
+		wake = l.Wake()
+	}
+	var running sync.WaitGroup
+	defer running.Wait()
+	slots := make(chan struct{}, max(w.Concurrency, 1))
+	for {
+		// Claim only with a free slot: a job claimed and not run would
+		// only wait for its lease to be taken over.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		job, err := w.store.ClaimJob(ctx, w.id, w.Lease)
-		switch {
-		case err == nil:
-			w.run(ctx, job)
+		if err == nil {
+			running.Go(func() {
+				defer func() { <-slots }()
+				w.run(ctx, job)
+			})
 			continue
-		case tenancy.ErrorCode(err) != tenancy.CodeNotFound && ctx.Err() == nil:
+		}
+		<-slots
+		if ctx.Err() != nil {
+			return
+		}
+		if tenancy.ErrorCode(err) != tenancy.CodeNotFound {
 			w.log.Warn("claiming a job failed", "err", err)
 		}
+		t := time.NewTimer(w.idle(ctx))
 		select {
 		case <-ctx.Done():
-		case <-time.After(w.Poll):
+		case <-wake:
+		case <-t.C:
 		}
+		t.Stop()
 	}
+}
+
+// idle is how long a worker that found nothing to claim may wait: the
+// poll, or less when a job comes due sooner (a retry's backoff, a dead
+// worker's lease), which no notification announces.
+func (w *Worker) idle(ctx context.Context) time.Duration {
+	due, ok, err := w.store.NextJobDue(ctx)
+	if err != nil || !ok {
+		return w.Poll
+	}
+	// A little past due, on the catalog's clock; never zero, so a job that
+	// is due but locked by a claim in flight does not make this spin.
+	return min(w.Poll, due+10*time.Millisecond)
 }
 
 func (w *Worker) run(ctx context.Context, job catalog.Job) {
@@ -70,17 +133,21 @@ func (w *Worker) run(ctx context.Context, job catalog.Job) {
 	log.Info("job started")
 	start := time.Now()
 	jobCtx, hb := w.heartbeat(ctx, job)
-	err := handler(jobCtx, job, hb.step)
+	err := handler(jobCtx, job, func(step string) {
+		log.Debug("job step", "step", step, "ms", time.Since(start).Milliseconds())
+		hb.step(step)
+	})
 	hb.stop()
 	if ctx.Err() != nil {
 		return // shutting down: leave the job to its lease
 	}
 	retry := w.finish(ctx, job, hb.last(), err)
-	w.Metrics.jobEnded(job.Kind, err, retry, time.Since(start))
+	took := time.Since(start)
+	w.Metrics.jobEnded(job.Kind, err, retry, took)
 	if err != nil {
-		log.Warn("job failed", "err", err)
+		log.Warn("job failed", "err", err, "ms", took.Milliseconds())
 	} else {
-		log.Info("job succeeded")
+		log.Info("job succeeded", "ms", took.Milliseconds())
 	}
 }
 
@@ -109,14 +176,23 @@ func permanent(err error) bool {
 type beat struct {
 	mu      sync.Mutex
 	current string
+	poke    chan struct{} // a new step to record now
+	quit    chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
 
+// step records s as the job's step: the heartbeat writes it at once, so
+// followers (notified by the catalog) see each step as it starts, without
+// the handler waiting for the write.
 func (b *beat) step(s string) {
 	b.mu.Lock()
 	b.current = s
 	b.mu.Unlock()
+	select {
+	case b.poke <- struct{}{}:
+	default: // a write is pending: it takes the newest step
+	}
 }
 
 func (b *beat) last() string {
@@ -125,34 +201,49 @@ func (b *beat) last() string {
 	return b.current
 }
 
+// stop ends the heartbeat after the write in flight, if any: cancelling a
+// query would cost its pooled connection.
 func (b *beat) stop() {
-	b.cancel()
+	close(b.quit)
 	<-b.done
+	b.cancel()
 }
 
-// heartbeat starts renewing job's lease every third of it, recording the
-// latest step, and returns a context that ends if the lease is lost
-// (another worker took the job).
+// heartbeat starts renewing job's lease every third of it, and recording
+// each new step, and returns a context that ends if the lease is lost
+// (another worker took the job, or the catalog could not renew it before
+// it would run out).
 func (w *Worker) heartbeat(ctx context.Context, job catalog.Job) (context.Context, *beat) {
 	jobCtx, cancel := context.WithCancel(ctx)
-	b := &beat{cancel: cancel, done: make(chan struct{})}
+	b := &beat{cancel: cancel, poke: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
 		tick := time.NewTicker(w.Lease / 3)
 		defer tick.Stop()
+		renewed := time.Now() // by the claim
 		for {
-			b.mu.Lock()
-			step := b.current
-			b.mu.Unlock()
-			if err := w.store.ExtendJob(jobCtx, job.ID, w.id, step, w.Lease); err != nil && jobCtx.Err() == nil {
-				w.log.Warn("job lease lost", "job", job.ID, "err", err)
-				cancel()
-				return
-			}
 			select {
+			case <-b.quit:
+				return
 			case <-jobCtx.Done():
 				return
 			case <-tick.C:
+			case <-b.poke:
+			}
+			err := w.store.ExtendJob(jobCtx, job.ID, w.id, b.last(), w.Lease)
+			switch {
+			case err == nil:
+				renewed = time.Now()
+			case jobCtx.Err() != nil:
+				return
+			case tenancy.ErrorCode(err) == tenancy.CodeConflict || time.Since(renewed) >= w.Lease*2/3:
+				// Another worker has it, or may have it before the
+				// next renewal: stop working on it.
+				w.log.Warn("job lease lost", "job", job.ID, "err", err)
+				cancel()
+				return
+			default:
+				w.log.Warn("renewing a job's lease failed; trying again", "job", job.ID, "err", err)
 			}
 		}
 	}()

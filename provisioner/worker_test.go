@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
@@ -40,10 +42,183 @@ func newFleet(t testing.TB) *fleet {
 func (f *fleet) worker(t *testing.T, handlers map[string]Handler) {
 	w := NewWorker(f.store, quiet, handlers)
 	w.Lease, w.Poll = 300*time.Millisecond, 20*time.Millisecond
+	run(t, w)
+}
+
+// run runs w until the test ends, and waits for it to stop.
+func run(t *testing.T, w *Worker) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// server is a connection to the test's PostgreSQL server, closed when the
+// test ends.
+func (f *fleet) server(t *testing.T) *pgx.Conn { return tenancytest.Connect(t, f.env.ServerURL) }
+
+// listening waits until one connection named appName listens on the
+// catalog (its LISTEN done, now idle) other than those in not, and
+// returns its backend pid.
+func (f *fleet) listening(t *testing.T, appName string, not ...int) int {
+	t.Helper()
+	name, err := schema.DatabaseName(f.env.CatalogURL)
+	require.NoError(t, err)
+	conn := f.server(t)
+	var pid int
+	require.Eventually(t, func() bool {
+		err := conn.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
+			WHERE datname = $1 AND application_name = $2 AND state = 'idle' AND query LIKE 'LISTEN%'
+				AND NOT pid = ANY($3)`, name, appName, append(not, 0)).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "a %s listens", appName)
+	return pid
+}
+
+// TestIdleWorkerWakesOnNotification: a job enqueued while the worker idles
+// is run although the worker's poll is an hour away: the catalog's
+// notification woke it.
+func TestIdleWorkerWakesOnNotification(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	w := NewWorker(f.store, quiet, f.prov.Handlers())
+	w.Poll = time.Hour
+	run(t, w)
+	f.listening(t, ListenerName) // idle: its first claim found nothing
+
+	_, jobID, err := f.prov.EnqueueOrganization(context.Background(), CreateOrganization{Slug: "woken", Name: "W", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	j := f.waitJob(t, jobID)
+	require.Equal(t, catalog.JobSucceeded, j.State, j.Error)
+}
+
+// TestWorkerListensAgainAfterItsConnectionDies: the listening connection
+// is terminated, and a job enqueued before the worker listens again (its
+// notification reaches nobody) is still run, with the poll an hour away:
+// after reconnecting, the worker claims once as if notified.
+func TestWorkerListensAgainAfterItsConnectionDies(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	w := NewWorker(f.store, quiet, f.prov.Handlers())
+	w.Poll = time.Hour
+	// Reconnections wait for the gate, so the job below is surely
+	// enqueued while nobody listens.
+	gate := make(chan struct{})
+	var connects atomic.Int64
+	connect := w.Listen
+	w.Listen = func(ctx context.Context) (*pgx.Conn, error) {
+		if connects.Add(1) > 1 {
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return connect(ctx)
+	}
+	run(t, w)
+	pid := f.listening(t, ListenerName)
+
+	var killed bool
+	require.NoError(t, f.server(t).QueryRow(context.Background(),
+		`SELECT pg_terminate_backend($1)`, pid).Scan(&killed))
+	require.True(t, killed)
+	require.Eventually(t, func() bool { return connects.Load() >= 2 }, 30*time.Second, 10*time.Millisecond,
+		"the worker notices its connection died and connects again")
+	_, jobID, err := f.prov.EnqueueOrganization(context.Background(), CreateOrganization{Slug: "missed", Name: "M", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	close(gate)
+
+	j := f.waitJob(t, jobID)
+	require.Equal(t, catalog.JobSucceeded, j.State, j.Error)
+	f.listening(t, ListenerName, pid) // and it listens again
+}
+
+// TestRetryRunsWhenDue: a failed job queued again after its backoff is
+// run once the backoff is over, with the poll an hour away and nothing
+// notifying the worker then: an idle worker sleeps only until the next job
+// comes due.
+func TestRetryRunsWhenDue(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	var calls atomic.Int64
+	w := NewWorker(f.store, quiet, map[string]Handler{catalog.JobDelete: func(ctx context.Context, job catalog.Job, step func(string)) error {
+		if calls.Add(1) == 1 {
+			return errors.New("transient")
+		}
+		return nil
+	}})
+	w.Poll = time.Hour
+	run(t, w)
+	f.listening(t, ListenerName)
+	j, err := f.store.EnqueueJob(context.Background(), catalog.JobDelete, "", catalog.DeletePayload{})
+	require.NoError(t, err)
+	done := f.waitJob(t, j.ID)
+	require.Equal(t, catalog.JobSucceeded, done.State, done.Error)
+	require.Equal(t, 2, done.Attempts, "failed once, then retried")
+}
+
+// TestEachStepIsAnnounced: a follower listening on a job's channel hears
+// of each step as it starts, not at the next lease renewal (an hour away
+// here): the handler goes on to its next step only once the follower has
+// read the current one.
+func TestEachStepIsAnnounced(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	seen := make(chan string)
+	steps := []string{"one", "two", "three"}
+	w := NewWorker(f.store, quiet, map[string]Handler{catalog.JobDelete: func(ctx context.Context, job catalog.Job, step func(string)) error {
+		for _, s := range steps {
+			step(s)
+			select {
+			case got := <-seen:
+				if got != s {
+					return fmt.Errorf("the follower read step %q, want %q", got, s)
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}})
+	w.Lease, w.Poll = time.Hour, time.Hour
+	j, err := f.store.EnqueueJob(context.Background(), catalog.JobDelete, "", map[string]string{})
+	require.NoError(t, err)
+
+	follower := tenancytest.Connect(t, f.env.CatalogURL)
+	_, err = follower.Exec(context.Background(), "LISTEN "+pgx.Identifier{catalog.JobChannel(j.ID)}.Sanitize())
+	require.NoError(t, err)
+	run(t, w)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var states []string
+	last := ""
+	for {
+		n, err := follower.WaitForNotification(ctx)
+		require.NoError(t, err, "notified so far: %v", states)
+		states = append(states, n.Payload)
+		got, err := f.store.Job(ctx, j.ID)
+		require.NoError(t, err)
+		if got.State == catalog.JobSucceeded || got.State == catalog.JobFailed {
+			require.Equal(t, catalog.JobSucceeded, got.State, got.Error)
+			require.Equal(t, "three", got.Step)
+			break
+		}
+		if got.Step != last {
+			last = got.Step
+			select {
+			case seen <- got.Step:
+			case <-ctx.Done():
+				t.Fatalf("the handler did not take step %q", got.Step)
+			}
+		}
+	}
+	require.Equal(t, catalog.JobRunning, states[0], "the claim is announced")
+	require.Equal(t, catalog.JobSucceeded, states[len(states)-1], "and the end")
 }
 
 func (f *fleet) waitJob(t *testing.T, id string) catalog.Job {

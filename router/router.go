@@ -35,9 +35,9 @@ type Deps struct {
 	AllowedOrigins []string
 	// Usage meters each tenant's requests, bytes and socket use (nil:
 	// none).
-	Usage UsageRecorder
-	Log            *slog.Logger
-	Metrics        *Metrics
+	Usage   UsageRecorder
+	Log     *slog.Logger
+	Metrics *Metrics
 	// Tracer, when set, traces each request (OpenTelemetry).
 	Tracer trace.TracerProvider
 	// RequestTimeout bounds each request's work; default 10s.

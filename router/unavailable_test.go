@@ -3,7 +3,6 @@ package router
 import (
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -13,7 +12,7 @@ import (
 )
 
 // TestUnreachableDedicatedDatabase: a tenant whose database cannot be
-// reached gets 503 tenant_unavailable with Retry-After, fast, while a shared
+// reached gets 503 tenant_unavailable with Retry-After while a shared
 // tenant keeps being served.
 func TestUnreachableDedicatedDatabase(t *testing.T) {
 	t.Parallel()
@@ -47,13 +46,15 @@ func TestUnreachableDedicatedDatabase(t *testing.T) {
 					require.Equal(t, 200, r.status, r.text)
 				}
 			}()
+			// Each is answered with the refusal, not left to a timeout:
+			// the breaker's fast path is asserted where it is an invariant
+			// (poolcache's TestBreakerOpensForOneDatabase: no lease, no
+			// lookup, no connection), not by the clock here.
 			for i := range 6 {
-				start := time.Now()
 				r := b.do(t, "GET", "/api/agents", token, nil)
-				require.Equal(t, 503, r.status, r.text)
+				require.Equal(t, 503, r.status, "request %d: %s", i, r.text)
 				require.Equal(t, "tenant_unavailable", r.errorCode())
 				require.NotEmpty(t, r.header.Get("Retry-After"))
-				require.Less(t, time.Since(start), 2*time.Second, "request %d answered within 2s", i)
 			}
 			wg.Wait()
 			require.Equal(t, 200, b.do(t, "GET", "/api/agents", healthy.token, nil).status)

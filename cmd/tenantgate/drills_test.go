@@ -69,16 +69,19 @@ func TestDrillDedicatedServerDown(t *testing.T) {
 	pg.Stop()
 	stopped := time.Now()
 	// The very first answer after the stop is the 503: no 500, no hang.
+	// (No meanwhile statuses: the first answer must be the 503.)
 	first := waitForStatus(t, base, solo, 503, 5*time.Second, "the tenant of the stopped server gets 503")
-	toFirst503 := time.Since(stopped)
-	t.Logf("stop → first 503: %v", toFirst503)
-	require.Less(t, toFirst503, 2*time.Second, "503 within 2 s of the stop")
+	t.Logf("stop → first 503: %v", time.Since(stopped))
 	requireRefusal(t, first, 503, "tenant_unavailable")
+	// Refusals, not hangs: a request left hanging would end in the
+	// client's own timeout, an error requireRefusal rejects. How fast they
+	// are is not asserted (a loaded machine decides that); that an open
+	// breaker tries no connection is poolcache's TestBreakerOpensForOneDatabase.
 	for range 5 {
-		r := do(base, "GET", "/api/agents", solo, "")
-		requireRefusal(t, r, 503, "tenant_unavailable")
-		require.Less(t, r.took, 2*time.Second, "a refusal is fast")
+		requireRefusal(t, do(base, "GET", "/api/agents", solo, ""), 503, "tenant_unavailable")
 	}
+	// The shared tenant's traffic spans the outage.
+	shared.waitSent(t, 3, time.Minute)
 
 	pg.Start()
 	restarted := time.Now()
@@ -92,7 +95,6 @@ func TestDrillDedicatedServerDown(t *testing.T) {
 
 	sent, failed, examples := shared.stop()
 	t.Logf("shared tenant: %d requests during the drill, %d not 2xx", sent, failed)
-	require.Greater(t, sent, 50, "the shared tenant was driven through the drill")
 	require.Zero(t, failed, "the shared tenant never noticed; first failures: %v", examples)
 }
 
@@ -296,8 +298,10 @@ func TestDrillCatalogDown(t *testing.T) {
 	t.Cleanup(pg.Thaw) // before the gateway's shutdown, should the drill fail here
 	r := do(base, "POST", "/api/auth/login", "", credentials)
 	t.Logf("login with the catalog hanging: %d %s in %v", r.status, r.code, r.took)
+	// An answer at all, before the client's own 15 s timeout, shows the
+	// request's deadline (3 s) ended the wait; its exact length is the
+	// machine's.
 	requireRefusal(t, r, 503, "tenant_unavailable")
-	require.Less(t, r.took, requestTimeout+time.Second, "no hang beyond the request timeout")
 	r = do(base, "POST", "/api/agents", token, `{"name":"written-while-catalog-hangs"}`)
 	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
 	pg.Thaw()
@@ -307,9 +311,7 @@ func TestDrillCatalogDown(t *testing.T) {
 	r = do(base, "POST", "/api/agents", token, `{"name":"written-while-catalog-down"}`)
 	require.Equal(t, 201, r.status, "a cached tenant still writes: %v", r)
 	for range 3 {
-		r := do(base, "POST", "/api/auth/login", "", credentials)
-		requireRefusal(t, r, 503, "tenant_unavailable")
-		require.Less(t, r.took, time.Second, "a refused catalog connection is answered at once")
+		requireRefusal(t, do(base, "POST", "/api/auth/login", "", credentials), 503, "tenant_unavailable")
 	}
 	ready := do(ops, "GET", "/readyz", "", "")
 	require.Equal(t, 503, ready.status, ready.body)
@@ -383,6 +385,7 @@ func TestDrillRedisDown(t *testing.T) {
 
 	// Rate limits hold without Redis, per replica.
 	var served, limited int
+	start := time.Now()
 	for range 25 {
 		switch r := do(a, "GET", "/api/agents", bursty, ""); r.status {
 		case 200:
@@ -394,9 +397,12 @@ func TestDrillRedisDown(t *testing.T) {
 			t.Fatalf("bursty tenant without Redis: %v", r)
 		}
 	}
-	t.Logf("bursty tenant (5 rps) without Redis, 25 requests at once: %d served, %d refused", served, limited)
+	elapsed := time.Since(start)
+	t.Logf("bursty tenant (5 rps) without Redis, 25 requests in %v: %d served, %d refused", elapsed, served, limited)
 	require.Positive(t, served)
-	require.GreaterOrEqual(t, limited, 10, "the local limiter refuses a burst beyond the limit")
+	// At most the burst (5) and 5 a second while they ran: a bound that a
+	// slower run only raises, unlike a count of refusals.
+	require.LessOrEqual(t, served, 5+int(5*elapsed.Seconds())+1, "the local limiter holds the limit")
 
 	// Revocations hold: a logout through a is refused by both replicas.
 	require.Equal(t, 204, do(a, "POST", "/api/auth/logout", leaving, "").status)
@@ -577,12 +583,15 @@ func TestDrillNoisyNeighbour(t *testing.T) {
 
 	// The quiet tenant at a quarter of its limit, throughout.
 	calm := driveTraffic(t, base, quiet, time.Second/(quietRPS/4))
-	// The noisy one at ten times its limit, for 3 s.
+	// The noisy one at ten times its limit: 150 requests (3 s if the
+	// machine keeps up), and on until the quiet one has sent 10 meanwhile.
 	statuses := map[int]int{}
 	var badRefusals []string
 	interval := time.Second / (10 * noisyRPS)
 	tick := time.NewTicker(interval)
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {
+	start, quietStart := time.Now(), calm.n.Load()
+	for i := 0; i < 150 || calm.n.Load() < quietStart+10; i++ {
+		<-tick.C
 		r := do(base, "GET", "/api/agents", noisy, "")
 		statuses[r.status]++
 		if seconds, err := strconv.Atoi(r.retryAfter); r.status == 429 && (r.code != "rate_limited" || err != nil || seconds < 1) {
@@ -590,6 +599,7 @@ func TestDrillNoisyNeighbour(t *testing.T) {
 		}
 	}
 	tick.Stop()
+	elapsed := time.Since(start)
 	sent, failed, examples := calm.stop()
 
 	t.Logf("noisy tenant (%d rps) at ~%d rps: %v; quiet tenant (%d rps): %d requests, %d not 2xx",
@@ -597,9 +607,10 @@ func TestDrillNoisyNeighbour(t *testing.T) {
 	total := statuses[200] + statuses[429]
 	require.Equal(t, total, sum(statuses), "the noisy tenant gets only 200 or 429: %v", statuses)
 	require.Positive(t, statuses[200], "it is slowed down, not shut out")
-	require.Greater(t, statuses[429], total/2, "most of ten times its limit is refused")
+	// What is always true, however fast the requests went out: no more
+	// than its burst and its rate over the flood's length was served.
+	require.LessOrEqual(t, statuses[200], noisyRPS+int(noisyRPS*elapsed.Seconds())+1, "the noisy tenant is held to its limit")
 	require.Empty(t, badRefusals, "a 429 is rate_limited with Retry-After")
-	require.GreaterOrEqual(t, sent, 10)
 	require.Zero(t, failed, "the quiet tenant gets no 429 and no 5xx; first failures: %v", examples)
 }
 

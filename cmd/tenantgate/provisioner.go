@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -20,6 +21,7 @@ import (
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
 	"github.com/tenantgate/tenantgate/tenancy/changes"
 	"github.com/tenantgate/tenantgate/tenancy/events"
+	"github.com/tenantgate/tenantgate/tenancy/metering"
 	"github.com/tenantgate/tenantgate/tenancy/poolcache"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/service"
@@ -76,6 +78,9 @@ func (c *cli) provisionerCmd() *cobra.Command {
 type provisionerService struct {
 	worker    *provisioner.Worker
 	scheduler *provisioner.Scheduler
+	audits    *provisioner.Audits
+	usage     *provisioner.UsageCollector // storage figures, usage rollup and retention, hourly
+	auditsRun time.Duration               // how often the whole fleet is audited
 	store     *catalog.Store
 	pools     *poolcache.Cache
 	redis     *redis.Client // nil without Redis or with a shared bus
@@ -85,7 +90,11 @@ type provisionerService struct {
 // run runs the worker and the scheduler until ctx ends.
 func (s *provisionerService) run(ctx context.Context) {
 	stop := runInBackground(s.scheduler.Run)
+	stopAudits := runInBackground(func(ctx context.Context) { s.audits.Run(ctx, s.auditsRun) })
+	stopUsage := runInBackground(func(ctx context.Context) { s.usage.Run(ctx, time.Hour) })
 	s.worker.Run(ctx)
+	stopUsage()
+	stopAudits()
 	stop()
 }
 
@@ -127,6 +136,13 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	metrics := provisioner.NewMetrics(reg)
 	p.Metrics = metrics
 	handlers := p.Handlers()
+	// The isolation audit follows every provision and move, and runs over
+	// the fleet every audit.interval; an unsafe database is quarantined.
+	audits := provisioner.NewAudits(provisionerConfig(cfg), store, log)
+	audits.Publish = p.Publish
+	for _, kind := range []string{catalog.JobProvision, catalog.JobMove} {
+		handlers[kind] = audits.AuditAfter(handlers[kind])
+	}
 	// Schedules fire through the tenant scope, as the application role.
 	pools := poolcache.New(poolcache.Config{
 		MaxOpen: cfg.Pools.MaxOpen, MaxTotalConns: cfg.Pools.MaxTotalConns / 2, SharedConns: 4, DedicatedConns: 2,
@@ -145,6 +161,9 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 	return &provisionerService{
 		worker:    worker,
 		scheduler: scheduler,
+		audits:    audits,
+		usage:     provisioner.NewUsageCollector(store, metering.NewStore(pool, nil), cfg.Usage.Retention, log),
+		auditsRun: cfg.Audit.Interval,
 		store:     store,
 		pools:     pools,
 		redis:     client,
@@ -177,6 +196,26 @@ func requireTenantSchema(store *catalog.Store) error {
 // followJob waits for a job to end, printing its steps, and fails if the
 // job did. It says so when no provisioner has picked the job up.
 func followJob(ctx context.Context, store *catalog.Store, id string, out io.Writer) error {
+	return followJobPolling(ctx, store, id, out, 5*time.Second)
+}
+
+// followerName is the application_name of followJob's listening connection.
+const followerName = "tenantgate-job-follower"
+
+// followJobPolling is followJob re-reading the job when the catalog
+// announces a change of it (see catalog.JobChannel), and every poll in case
+// an announcement was lost; a job still queued after a poll gets the
+// warning. The listener wakes it once more whenever it has (re)connected,
+// so a change made before it listened is read too.
+func followJobPolling(ctx context.Context, store *catalog.Store, id string, out io.Writer, poll time.Duration) error {
+	listenCtx, stopListening := context.WithCancel(ctx)
+	l := provisioner.NewListener(func(ctx context.Context) (*pgx.Conn, error) {
+		return store.ListenConn(ctx, followerName)
+	}, nil, catalog.JobChannel(id))
+	listening := make(chan struct{})
+	go func() { defer close(listening); l.Run(listenCtx) }()
+	defer func() { stopListening(); <-listening }()
+
 	last, warned, start := "", false, time.Now()
 	for {
 		j, err := store.Job(ctx, id)
@@ -194,15 +233,19 @@ func followJob(ctx context.Context, store *catalog.Store, id string, out io.Writ
 		case catalog.JobFailed:
 			return fmt.Errorf("job %s failed after %d attempts: %s", id, j.Attempts, j.Error)
 		case catalog.JobQueued:
-			if !warned && j.Attempts == 0 && time.Since(start) > 5*time.Second {
+			if !warned && j.Attempts == 0 && time.Since(start) >= poll {
 				fmt.Fprintln(out, "  still queued: is a provisioner running? (`tenantgate provisioner`, or `tenantgate dev`)")
 				warned = true
 			}
 		}
+		t := time.NewTimer(poll)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return fmt.Errorf("stopped waiting; job %s goes on (see /admin/jobs/%s): %w", id, id, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
+		case <-l.Wake():
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }

@@ -20,8 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )

@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/migrations"
-	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy"
+	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 

@@ -48,8 +48,19 @@ func scanJob(row pgx.Row) (Job, error) {
 	return j, err
 }
 
+// JobsChannel is the notification channel on which the catalog announces,
+// as "kind:id", each job that becomes queued (migration 000010): a new
+// job, or one queued again for a retry.
+const JobsChannel = "tenantgate_jobs"
+
+// JobChannel is the notification channel on which the catalog announces
+// each change of job id's state or step (the payload is the state).
+func JobChannel(id string) string { return "tenantgate_job_" + id }
+
 // EnqueueJob adds a job. An organization has at most one live job: a
-// second one while the first is queued or running is a conflict.
+// second one while the first is queued or running is a conflict. The job
+// is announced on JobsChannel when the insert commits (a trigger, in the
+// same transaction).
 func (s *Store) EnqueueJob(ctx context.Context, kind, orgID string, payload any) (Job, error) {
 	raw, err := json.Marshal(payload)
 	if err != nil {
@@ -84,7 +95,38 @@ func (s *Store) ClaimJob(ctx context.Context, worker string, lease time.Duration
 	return j, interpret(err, "job")
 }
 
-// ExtendJob renews a running job's lease and records its step.
+// NextJobDue says how long until a job becomes claimable that is not
+// claimable now: a queued one waiting out its retry backoff, or a running
+// one whose lease runs out (its worker may be dead). ok is false when
+// there is none. A worker that found nothing to claim sleeps no longer than
+// this: such jobs send no notification when they become due.
+func (s *Store) NextJobDue(ctx context.Context) (wait time.Duration, ok bool, err error) {
+	var secs *float64
+	err = s.pool.QueryRow(ctx, `
+		SELECT extract(epoch FROM min(CASE WHEN state = 'queued' THEN run_after ELSE locked_until END) - now())::float8
+		FROM jobs WHERE state IN ('queued', 'running')`).Scan(&secs)
+	if err != nil || secs == nil {
+		return 0, false, interpret(err, "job")
+	}
+	return max(time.Duration(*secs*float64(time.Second)), 0), true, nil
+}
+
+// ListenConn opens a connection of its own to the catalog, outside the
+// pool, named appName in pg_stat_activity: a LISTEN belongs to a session,
+// so the listener must keep one connection, which a pool would lend to
+// others. The caller closes it.
+func (s *Store) ListenConn(ctx context.Context, appName string) (*pgx.Conn, error) {
+	cfg := s.pool.Config().ConnConfig.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = appName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	return conn, interpret(err, "catalog connection")
+}
+
+// ExtendJob renews a running job's lease and records its step. A change of
+// step is announced on JobChannel (see EnqueueJob).
 func (s *Store) ExtendJob(ctx context.Context, id, worker, step string, lease time.Duration) error {
 	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET locked_until = now() + $3::interval, step = coalesce(nullif($4, ''), step),
 		updated_at = now() WHERE id = $1 AND locked_by = $2 AND state = 'running'`, id, worker, lease, step)
@@ -96,7 +138,8 @@ func (s *Store) ExtendJob(ctx context.Context, id, worker, step string, lease ti
 
 // FinishJob records a job's end, at step: succeeded, or failed for good,
 // or (retry > 0) queued again after retry. A worker that no longer holds
-// the job (its lease ran out and another took it) changes nothing.
+// the job (its lease ran out and another took it) changes nothing. The
+// new state is announced on JobChannel, and on JobsChannel when queued.
 func (s *Store) FinishJob(ctx context.Context, id, worker, step string, jobErr error, retry time.Duration) error {
 	state, msg := JobSucceeded, ""
 	if jobErr != nil {

@@ -254,10 +254,10 @@ func TestLeaseCancelled(t *testing.T) {
 	<-entered
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	// The open it waits for is held until the gate closes below: that
+	// this returns at all shows it gave up with its own context.
 	_, err = c.Lease(ctx, "a")
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Less(t, time.Since(start), 2*time.Second)
 
 	close(gate)
 	require.NoError(t, <-first)
@@ -268,7 +268,8 @@ func TestClose(t *testing.T) {
 	t.Parallel()
 	_, dsn := newDB(t)
 	src := newSource(map[string]poolcache.Target{"a": {DSN: dsn}, "s": {DSN: dsn, Pinned: true}})
-	c := newCache(t, poolcache.Config{}, src.lookup)
+	app := "tgpc_test_" + randomHex(6)
+	c := newCache(t, poolcache.Config{AppName: app}, src.lookup)
 	ls := lease(t, c, "s")
 	ls.Release(nil)
 
@@ -281,12 +282,13 @@ func TestClose(t *testing.T) {
 	require.Eventually(t, func() bool { return c.Stats().InUse == 1 }, waitFor, tick)
 
 	c.Close() // waits for the running query, which completes
-	select {
-	case err := <-queryDone:
-		require.NoError(t, err)
-	default:
-		t.Fatal("Close returned before the running query ended")
-	}
+	// Whether the goroutine has reported yet is the scheduler's business;
+	// the server's is whether the query still runs: it must not.
+	var running int
+	require.NoError(t, adminConn(t).QueryRow(context.Background(), `select count(*) from pg_stat_activity
+		where application_name = $1 and state = 'active'`, app).Scan(&running))
+	require.Zero(t, running, "Close returned before the running query ended")
+	require.NoError(t, <-queryDone, "the query completed, not cut off")
 	l.Release(nil)
 	c.Close()
 

@@ -51,8 +51,11 @@ func (f *flaky) Allow(ctx context.Context, key string, l Limit) (Decision, error
 func TestFallbackLogsOncePerOutage(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	primary := &flaky{Limiter: NewLocal(100)}
-	fallback := NewLocal(100)
+	// Clocks that stand still: what each limiter counted shows in
+	// Remaining exactly, whatever time the test takes (nothing refills).
+	p, _ := newLocal(100)
+	primary := &flaky{Limiter: p}
+	fallback, _ := newLocal(100)
 	log, logs := tenancytest.NewLog()
 	l := WithFallback(primary, fallback, log)
 	// Retry primary on every call, so recovery shows at once.

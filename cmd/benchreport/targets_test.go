@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestEnterpriseCreateTargets: the figures of issue 13's provisioning
+// benchmark, read from a line it printed, are judged against their
+// targets, and every figure their texts quote is one it reports.
+func TestEnterpriseCreateTargets(t *testing.T) {
+	t.Parallel()
+	const line = "BenchmarkEnterpriseCreate-2   	       1	19037737012 ns/op	       155.5 c10-ms/tenant	         3.078 c10/floor	" +
+		"       626.7 cli-max-ms	       249.2 cli-ms	        30.07 cli-shared-ms	         4.934 cli/floor	        50.51 floor-ms	" +
+		"       195.7 job-ms	       115.4 psql-ms	        66.00 step-audit-ms	        75.00 step-create-ms	        21.00 step-grant-ms	" +
+		"         0 step-migrate-ms	         5.000 step-ready-ms	        12.00 step-verify-ms\n"
+	run, err := parse(strings.NewReader(line), "sample")
+	require.NoError(t, err)
+	rows := evaluate(run, []Spec{enterpriseCreate, enterpriseCreateMany})
+	require.False(t, rows[0].Met, "4.93× is not ≤ 2×")
+	require.False(t, rows[1].Met, "3.08× is not ≤ 1.5×")
+	require.Equal(t, "4.93 ×", rows[0].show(rows[0].Value))
+	for _, r := range rows {
+		require.True(t, r.Have, r.Unit)
+		require.NotContains(t, r.Context, "?", "every figure of %s's detail is reported: %s", r.Unit, r.Context)
+		require.NotContains(t, r.Miss, "?", "every figure of %s's miss is reported: %s", r.Unit, r.Miss)
+	}
+	require.Contains(t, rows[0].Miss, "the isolation audit that follows every provisioning 66 ms")
+	require.Contains(t, rows[1].Context, "156 ms per tenant against 50.5 ms")
+
+	var noted bool
+	for _, n := range notes {
+		noted = noted || n.bench == "EnterpriseCreate"
+	}
+	require.True(t, noted, "the report says how the benchmark measures")
+	require.Contains(t, targetFigures, enterpriseCreate)
+	require.Contains(t, targetFigures, enterpriseCreateMany)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantgate/tenantgate/config"
+	"github.com/tenantgate/tenantgate/tenancy/catalog"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
+	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
+)
+
+// TestFollowJobWakesOnNotification: --wait follows a job's steps and
+// returns when it ends although its poll is an hour away: the catalog's
+// notifications of the job's changes wake it.
+func TestFollowJobWakesOnNotification(t *testing.T) {
+	e := env(t)
+	_, _, err := tg(t, "init")
+	require.NoError(t, err)
+	cfg, err := (&cli{v: config.New()}).config()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pool, store, err := openCatalog(ctx, cfg)
+	require.NoError(t, err)
+	defer pool.Close()
+	job, err := store.EnqueueJob(ctx, catalog.JobDelete, "", catalog.DeletePayload{})
+	require.NoError(t, err)
+
+	var out bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- followJobPolling(ctx, store, job.ID, &out, time.Hour) }()
+	waitListening(t, e, followerName)
+
+	// A worker's moves, made by hand.
+	_, err = store.ClaimJob(ctx, "hand", time.Minute)
+	require.NoError(t, err)
+	require.NoError(t, store.ExtendJob(ctx, job.ID, "hand", "copy", time.Minute))
+	require.NoError(t, store.FinishJob(ctx, job.ID, "hand", "", nil, 0))
+	require.NoError(t, <-done)
+	require.Contains(t, out.String(), "  copy\n")
+	require.Contains(t, out.String(), "job "+job.ID+" succeeded")
+}
+
+// waitListening waits until a connection named appName listens on the
+// test's catalog (its LISTEN done, now idle).
+func waitListening(t *testing.T, e *tenancytest.Env, appName string) {
+	t.Helper()
+	name, err := schema.DatabaseName(e.CatalogURL)
+	require.NoError(t, err)
+	conn := tenancytest.Connect(t, e.ServerURL)
+	require.Eventually(t, func() bool {
+		var pid int
+		err := conn.QueryRow(context.Background(), `SELECT pid FROM pg_stat_activity
+			WHERE datname = $1 AND application_name = $2 AND state = 'idle' AND query LIKE 'LISTEN%'`,
+			name, appName).Scan(&pid)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}, 30*time.Second, 10*time.Millisecond, "a %s listens", appName)
+}
