@@ -24,8 +24,10 @@ BENCH_OUT := bench.out
 BENCH     := $(GO) test -run '^$$' -count 1 -p 1 -timeout 30m
 bench:
 	@date +%s > bench-start.out; : > $(BENCH_OUT)
-	$(call bench_run,$(BENCH) -bench . -benchtime 1s ./tenancy/...)
-	$(call bench_run,$(BENCH) -bench 'LoadGatewayVsBare|AddedLatency|ThousandTenants|NoisyNeighbour' -benchtime 1x ./router/)
+	$(call bench_run,$(BENCH) -bench . -skip 'AuditFleet|Export|Import' -benchtime 1s ./tenancy/...)
+	$(call bench_run,TENANTGATE_BENCH_AUDIT_DATABASES=1000 $(BENCH) -bench AuditFleet -benchtime 1x ./tenancy/audit/)
+	$(call bench_run,TENANTGATE_BENCH_ARCHIVE_ROWS=100000 $(BENCH) -bench 'Export|Import' -benchtime 3x ./tenancy/archive/)
+	$(call bench_run,$(BENCH) -bench 'LoadGatewayVsBare|AddedLatency|ThousandTenants|NoisyNeighbour|MeteringOverhead' -benchtime 1x ./router/)
 	$(call bench_run,$(BENCH) -bench Provision -benchtime 20x ./provisioner/)
 	$(call bench_run,$(BENCH) -bench EnterpriseCreate -benchtime 1x ./provisioner/)
 	$(call bench_run,$(BENCH) -bench Fanout -benchtime 1x ./provisioner/fanout/)
