@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tenantgate/tenantgate/provisioner"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/archive"
 )
@@ -56,6 +57,19 @@ func TestOwnerExport(t *testing.T) {
 	}
 	require.Contains(t, all.String(), "mine")
 	require.NotContains(t, all.String(), "theirs", "another tenant's rows are never exported")
+
+	// The download imports cleanly as a new organization, with its rows.
+	imported, err := b.prov.ImportOrganization(context.Background(),
+		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil },
+		provisioner.ImportOrganization{Slug: "exporter-copy"})
+	require.NoError(t, err)
+	require.Equal(t, tenancy.StatusActive, imported.Status)
+	copied, err := b.store.Tenant(context.Background(), imported.ID)
+	require.NoError(t, err)
+	agents, _, err := b.data.Agents.List(context.Background(), copied, tenancy.Page{})
+	require.NoError(t, err)
+	require.Len(t, agents, 1)
+	require.Equal(t, "mine", agents[0].Name)
 
 	member := b.member(t, o, "member")
 	status, raw, _ = download(member)
