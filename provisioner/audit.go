@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/tenantgate/tenantgate/tenancy"
@@ -27,8 +26,6 @@ type Audits struct {
 	// Concurrency bounds the databases audited at once (default 16).
 	Concurrency int
 
-	mu       sync.Mutex
-	lastFull time.Time
 	// queued are databases to audit soon (after a job), taken by Run.
 	queued chan string
 }
@@ -85,11 +82,6 @@ func (a *Audits) AuditFleet(ctx context.Context, only ...string) ([]AuditOutcome
 	for i, r := range results {
 		out[i] = a.act(ctx, targets[i], r)
 	}
-	if len(only) == 0 && ctx.Err() == nil {
-		a.mu.Lock()
-		a.lastFull = time.Now()
-		a.mu.Unlock()
-	}
 	return out, nil
 }
 
@@ -126,13 +118,6 @@ func (a *Audits) AuditDatabase(ctx context.Context, id string) (AuditOutcome, er
 		return AuditOutcome{}, err
 	}
 	return out[0], nil
-}
-
-// LastFullAudit is when this process last audited the whole fleet.
-func (a *Audits) LastFullAudit() time.Time {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.lastFull
 }
 
 // Run audits the whole fleet every interval, and each database queued by

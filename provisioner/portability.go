@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/archive"
 	"github.com/tenantgate/tenantgate/tenancy/schema"
@@ -200,23 +201,14 @@ func (p *Provisioner) unfenceOrganization(ctx context.Context, orgID string) err
 }
 
 // setFence bars (or lets back) an organization's writes in the database
-// conn is on, as a move does (provisioner/move): the tenant's exclusive
-// fence lock waits for its writes in flight and holds new ones back until
-// the fence is visible.
+// conn is on, with the fence moves use (move.FenceOrganization); a restore waits up to
+// 30 s for the tenant's writes in flight.
 func setFence(ctx context.Context, conn *pgx.Conn, orgID string, epoch int64, on bool) error {
 	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', '30s', true)`); err != nil {
-			return err
+		if on {
+			return move.FenceOrganization(ctx, tx, orgID, epoch, "", "30s")
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tenantgate.fence'), hashtext($1::uuid::text))`, orgID); err != nil {
-			return fmt.Errorf("wait for the tenant's writes in flight: %w", err)
-		}
-		if !on {
-			_, err := tx.Exec(ctx, `DELETE FROM tenant_fences WHERE organization_id = $1`, orgID)
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO tenant_fences (organization_id, epoch, target_database_id) VALUES ($1, $2, NULL)
-			ON CONFLICT (organization_id) DO UPDATE SET epoch = EXCLUDED.epoch, fenced_at = now()`, orgID, epoch)
+		_, err := tx.Exec(ctx, `DELETE FROM tenant_fences WHERE organization_id = $1`, orgID)
 		return err
 	})
 	if err != nil {

@@ -171,10 +171,13 @@ func (c *cli) auditMigrated(ctx context.Context, rep fanout.Report, show bool) {
 	}
 	log := c.logger(cfg)
 	_ = c.withCatalog(ctx, func(store *catalog.Store) error {
-		a := provisioner.NewAudits(provisionerConfig(cfg), store, log)
-		a.Publish = func(ctx context.Context, orgID string) error {
-			return c.publish(ctx, cfg, store, tenancy.ChangeOrganization, orgID)
+		svc, done, err := c.service(cfg, store)
+		if err != nil {
+			return err
 		}
+		defer done()
+		a := provisioner.NewAudits(provisionerConfig(cfg), store, log)
+		a.Publish = svc.OrganizationChanged // one bus for every change, not one per organization
 		out, err := a.AuditFleet(ctx, names...)
 		if err != nil {
 			log.Warn("auditing the migrated databases failed; the provisioner's audit will", "err", err)

@@ -61,24 +61,31 @@ func withTx(ctx context.Context, db tenancy.Database, fn func(tx pgx.Tx) error) 
 // from then on holds every write that did. target is recorded for reruns.
 func (m *mover) fence(ctx context.Context, db tenancy.Database, epoch int64, target string) error {
 	err := withTx(ctx, db, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fenceLockTimeout)
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tenantgate.fence'), hashtext($1::uuid::text))`, m.org)
-		if err != nil {
-			return fmt.Errorf("wait for the tenant's writes in flight: %w", err)
-		}
-		_, err = tx.Exec(ctx, `INSERT INTO tenant_fences (organization_id, epoch, target_database_id) VALUES ($1, $2, $3)
-			ON CONFLICT (organization_id) DO UPDATE SET epoch = EXCLUDED.epoch,
-				target_database_id = EXCLUDED.target_database_id, fenced_at = now()`, m.org, epoch, nullIfEmpty(target))
-		return err
+		return FenceOrganization(ctx, tx, m.org, epoch, target, fenceLockTimeout)
 	})
 	if err != nil {
 		return fmt.Errorf("move: fence in %s: %w", db.Name, err)
 	}
 	m.log.Info("fenced", "database", db.Name)
 	return nil
+}
+
+// FenceOrganization bars an organization's writes in the database tx is on (target,
+// when not empty, is recorded for a rerun of its move). It takes the
+// tenant's exclusive fence lock first, waiting at most lockTimeout (a
+// PostgreSQL interval) for its writes in flight, so once tx commits no
+// write of the tenant commits there. Moves and restores both fence by it.
+func FenceOrganization(ctx context.Context, tx pgx.Tx, org string, epoch int64, target, lockTimeout string) error {
+	if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, lockTimeout); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('tenantgate.fence'), hashtext($1::uuid::text))`, org); err != nil {
+		return fmt.Errorf("wait for the tenant's writes in flight: %w", err)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO tenant_fences (organization_id, epoch, target_database_id) VALUES ($1, $2, $3)
+		ON CONFLICT (organization_id) DO UPDATE SET epoch = EXCLUDED.epoch,
+			target_database_id = EXCLUDED.target_database_id, fenced_at = now()`, org, epoch, nullIfEmpty(target))
+	return err
 }
 
 // unfence lets the tenant write in db again.

@@ -5,19 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/tenantgate/tenantgate/tenancy"
 )
-
-// FirstStripeEvent records a Stripe event id and reports whether it is new:
-// a redelivered event is applied once.
-func (s *Store) FirstStripeEvent(ctx context.Context, id, typ string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `INSERT INTO stripe_events (id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING`, id, typ)
-	if err != nil {
-		return false, interpret(err, "stripe event")
-	}
-	return tag.RowsAffected() == 1, nil
-}
 
 // ForgetStripeEvent removes a recorded event whose application failed, so
 // Stripe's retry applies it.
@@ -68,18 +56,6 @@ func (s *Store) BillingOwners(ctx context.Context, orgID, customerID string) (by
 		coalesce((SELECT id::text FROM organizations WHERE $2 <> '' AND stripe_customer_id = $2), '')`,
 		orgID, customerID).Scan(&byID, &byCustomer)
 	return byID, byCustomer, interpret(err, "organization")
-}
-
-// OrganizationForBilling finds the organization a Stripe subscription is
-// for: by the organization id in its metadata, else by its customer.
-func (s *Store) OrganizationForBilling(ctx context.Context, orgID, customerID string) (tenancy.Organization, error) {
-	var id string
-	err := s.pool.QueryRow(ctx, `SELECT id::text FROM organizations
-		WHERE ($1 <> '' AND id::text = $1) OR ($2 <> '' AND stripe_customer_id = $2) LIMIT 1`, orgID, customerID).Scan(&id)
-	if err != nil {
-		return tenancy.Organization{}, interpret(err, "organization")
-	}
-	return s.Organization(ctx, id)
 }
 
 // Billing is what a subscription event sets on an organization.
