@@ -251,12 +251,18 @@ type service struct {
 	output func() string // what it wrote; read it after stop
 }
 
-// startCommand runs the binary with args (a service, listening for ops
-// on a free port) until stopped: then it is asked to stop as an operator
-// would (SIGTERM) and waited for.
+// startCommand runs the binary's provisioner (or another command that
+// serves ops where the provisioner does) as startService does.
 func startCommand(b *testing.B, bin string, env []string, args ...string) service {
+	return startService(b, bin, env, "TENANTGATE_PROVISIONER_ADMIN_ADDR", args...)
+}
+
+// startService runs the binary with args (a service, listening for ops on
+// a free port, set by the variable opsKey) until stopped: then it is asked
+// to stop as an operator would (SIGTERM) and waited for.
+func startService(b *testing.B, bin string, env []string, opsKey string, args ...string) service {
 	addr := freeAddr(b)
-	cmd := command(bin, append(env, "TENANTGATE_PROVISIONER_ADMIN_ADDR="+addr), args...)
+	cmd := command(bin, append(env, opsKey+"="+addr), args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(b, cmd.Start())

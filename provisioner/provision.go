@@ -15,8 +15,13 @@ import (
 // ProvisionDatabase brings a registered dedicated database to service:
 // created (from the server's template when it can), migrated to the newest
 // tenant schema, granted to the application role, verified as that role,
-// then marked ready. Every step is idempotent, so a provisioner killed at
-// any point resumes here without an orphan or a second database.
+// then marked ready. A fresh copy of the template needs only the grant
+// that a copy does not carry (see schema.GrantDatabase), made on the
+// connection that created it; it is verified only when it is the first
+// copy of that template this process makes. Every step is idempotent, so
+// a provisioner killed at any point resumes here without an orphan or a
+// second database: a database found already there is migrated, granted
+// and verified in full.
 func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, step func(string)) error {
 	db, err := p.store.Database(ctx, databaseID)
 	if err != nil || db.State == "ready" {
@@ -28,36 +33,47 @@ func (p *Provisioner) ProvisionDatabase(ctx context.Context, databaseID string, 
 	if err != nil {
 		return err
 	}
-	step("migrate")
 	if !cloned {
-		// Created empty, or resumed after a crash: bring it up to date.
-		if v, err = schema.Migrate(ctx, db.DSN, migrations.Tenant, "tenant", 0); err != nil {
-			return fmt.Errorf("provision %s: %w", db.Name, err)
+		if v, err = p.prepare(ctx, db, step); err != nil {
+			return err
 		}
-	}
-	step("grant")
-	if err := grant(ctx, db.DSN, p.cfg.AppRole); err != nil {
-		return err
-	}
-	step("verify")
-	if err := p.verify(ctx, db.DSN); err != nil {
-		return err
-	}
-	if err := p.store.SetDatabaseVersion(ctx, db.ID, v.Version, v.Dirty); err != nil {
-		return err
+	} else if p.firstCopy(db.DSN) {
+		step("verify")
+		if err := p.verify(ctx, db.DSN); err != nil {
+			return err
+		}
+		p.copyVerified(db.DSN)
 	}
 	step("ready")
-	if err := p.store.SetDatabaseState(ctx, db.ID, "ready"); err != nil {
+	if err := p.store.SetDatabaseReady(ctx, db.ID, v.Version, v.Dirty); err != nil {
 		return err
 	}
 	p.log.Info("dedicated database ready", "database", db.Name, "version", v.Version, "ms", time.Since(start).Milliseconds())
 	return p.publishDatabase(ctx, db.ID)
 }
 
+// prepare brings a database that is not a fresh copy of the template (made
+// empty, or found there by a resumed job) to the newest schema, grants it
+// and verifies it.
+func (p *Provisioner) prepare(ctx context.Context, db tenancy.Database, step func(string)) (schema.Version, error) {
+	step("migrate")
+	v, err := schema.Migrate(ctx, db.DSN, migrations.Tenant, "tenant", 0)
+	if err != nil {
+		return v, fmt.Errorf("provision %s: %w", db.Name, err)
+	}
+	step("grant")
+	if err := grant(ctx, db.DSN, p.cfg.AppRole); err != nil {
+		return v, err
+	}
+	step("verify")
+	return v, p.verify(ctx, db.DSN)
+}
+
 // createFromTemplate creates db as a copy of its server's template, which
 // is kept at the newest tenant schema, so a new tenant needs no migration
-// replay. When the template is busy or cannot be made, it creates an empty
-// database instead; the migrate step then brings it up to date.
+// replay, and grants it to the application role. When the template is
+// busy or cannot be made, it creates an empty database instead, which
+// prepare then brings up to date.
 //
 // cloned reports a fresh copy of an up-to-date template (version v): it
 // needs no migration. A database that already existed (a resumed job) is
@@ -67,50 +83,89 @@ func (p *Provisioner) createFromTemplate(ctx context.Context, db tenancy.Databas
 		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
 	tmpl := p.cfg.TemplateName()
-	err = schema.WithServerLock(ctx, db.DSN, "tenantgate.template", func(conn *pgx.Conn) error {
-		if v, err = p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
+	known, ok := p.template(db.DSN)
+	var grantErr error
+	// Copies share the template lock; the first use of a template in this
+	// process takes it alone, since it may make or migrate the template.
+	err = p.maint.withTemplateLock(ctx, db.DSN, !ok, func(conn *pgx.Conn) error {
+		v = known.version
+		if !ok {
+			if v, err = p.ensureTemplate(ctx, db.DSN, tmpl); err != nil {
+				return err
+			}
+		}
+		if cloned, err = schema.CreateDatabaseFrom(ctx, conn, db.Name, tmpl); err != nil || !cloned {
 			return err
 		}
-		cloned, err = schema.CreateDatabaseFrom(ctx, conn, db.Name, tmpl)
-		return err
+		grantErr = schema.GrantDatabase(ctx, conn, db.Name, p.cfg.AppRole)
+		return nil
 	})
-	if err != nil {
+	switch {
+	case grantErr != nil:
+		// The copy is there: the job's retry finds it and prepares it.
+		return v, false, grantErr
+	case err != nil:
 		// The template may have gone (dropped by hand or by a sweep):
 		// the next provisioning checks it again rather than trusting it.
-		p.forgetTemplate(db.DSN, tmpl)
+		p.forgetTemplate(db.DSN)
 		p.log.Warn("template copy failed; creating an empty database", "database", db.Name, "err", err)
 		return v, false, schema.CreateDatabase(ctx, db.DSN, db.Name)
 	}
 	return v, cloned, nil
 }
 
-// forgetTemplate drops what this process knows of a server's template.
-func (p *Provisioner) forgetTemplate(serverDSN, name string) {
-	dsn, err := schema.WithDatabase(serverDSN, name)
-	if err != nil {
-		return
-	}
+// template is what this process knows of the template of serverDSN's
+// server; ok is false until it has made sure of it.
+type template struct {
+	version schema.Version
+	// verified: a copy of it has been read as the application role.
+	verified bool
+}
+
+func (p *Provisioner) template(serverDSN string) (template, bool) {
 	p.templatesMu.Lock()
-	delete(p.templates, dsn)
-	p.templatesMu.Unlock()
+	defer p.templatesMu.Unlock()
+	t, ok := p.templates[schema.ServerOf(serverDSN)]
+	return t, ok
+}
+
+// firstCopy says whether no copy of serverDSN's template has been verified
+// by this process yet.
+func (p *Provisioner) firstCopy(serverDSN string) bool {
+	t, _ := p.template(serverDSN)
+	return !t.verified
+}
+
+func (p *Provisioner) copyVerified(serverDSN string) {
+	p.templatesMu.Lock()
+	defer p.templatesMu.Unlock()
+	if t, ok := p.templates[schema.ServerOf(serverDSN)]; ok {
+		t.verified = true
+		p.templates[schema.ServerOf(serverDSN)] = t
+	}
+}
+
+// forgetTemplate drops what this process knows of a server's template.
+func (p *Provisioner) forgetTemplate(serverDSN string) {
+	p.templatesMu.Lock()
+	defer p.templatesMu.Unlock()
+	delete(p.templates, schema.ServerOf(serverDSN))
 }
 
 // ensureTemplate makes the server's template database exist at the newest
 // tenant schema, once per process and server: after that it is only read.
-// The caller holds the server's template lock, so no copy is being made
-// from it while it is migrated.
+// The caller holds the server's template lock alone, so no copy is being
+// made from it while it is migrated.
 func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string) (schema.Version, error) {
+	if t, ok := p.template(serverDSN); ok {
+		return t.version, nil
+	}
 	dsn, err := schema.WithDatabase(serverDSN, name)
 	if err != nil {
 		return schema.Version{}, err
 	}
-	p.templatesMu.Lock()
-	v, ok := p.templates[dsn]
-	p.templatesMu.Unlock()
-	if ok {
-		return v, nil
-	}
-	if v, err = makeTemplate(ctx, serverDSN, dsn, name); err != nil {
+	v, err := makeTemplate(ctx, serverDSN, dsn, name)
+	if err != nil {
 		// A provisioner killed while migrating it leaves the template
 		// dirty, and every later copy would fall back to the slow path.
 		// It holds no data: make it again from nothing.
@@ -129,11 +184,12 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, serverDSN, name string
 	}); err != nil {
 		return v, err
 	}
+	// Its copies carry these grants, all but the database's own.
 	if err := grant(ctx, dsn, p.cfg.AppRole); err != nil {
 		return v, err
 	}
 	p.templatesMu.Lock()
-	p.templates[dsn] = v
+	p.templates[schema.ServerOf(serverDSN)] = template{version: v}
 	p.templatesMu.Unlock()
 	return v, nil
 }

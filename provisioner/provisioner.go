@@ -162,15 +162,21 @@ type Provisioner struct {
 	// noTemplate makes every database from empty (benchmarks compare).
 	noTemplate bool
 	// templates are the servers' template databases known to be at the
-	// newest schema (by DSN), so provisioning does not re-check them.
+	// newest schema (by server), so provisioning does not re-check them.
 	templatesMu sync.Mutex
-	templates   map[string]schema.Version
+	templates   map[string]template
+	// maint holds the connections that create databases.
+	maint maintenance
 }
 
-// New returns a Provisioner writing to store.
+// New returns a Provisioner writing to store. Close it when done.
 func New(cfg Config, store *catalog.Store, log *slog.Logger) *Provisioner {
-	return &Provisioner{cfg: cfg, store: store, log: log, templates: map[string]schema.Version{}}
+	return &Provisioner{cfg: cfg, store: store, log: log, templates: map[string]template{}}
 }
+
+// Close closes the connections the Provisioner keeps to create databases;
+// later provisionings fail.
+func (p *Provisioner) Close() { p.maint.close() }
 
 // CreateOrganization is what an operator asks for.
 type CreateOrganization struct {

@@ -82,6 +82,7 @@ func TestCreateOrganizations(t *testing.T) {
 	t.Cleanup(pool.Close)
 	store := catalog.New(pool)
 	p := New(cfg, store, quiet)
+	t.Cleanup(p.Close)
 
 	small, err := p.CreateOrganization(ctx(t), CreateOrganization{Slug: "acme", Name: "Acme", Plan: tenancy.PlanPro,
 		OwnerEmail: "Owner@Acme.test", OwnerPasswordHash: "x"})

@@ -35,7 +35,9 @@ func newUsageFleet(t *testing.T) *usageFleet {
 	t.Cleanup(pool.Close)
 	store := catalog.New(pool)
 	usage := metering.NewStore(pool, nil)
-	return &usageFleet{env: e, catalog: pool, store: store, usage: usage, prov: New(cfg, store, quiet),
+	prov := New(cfg, store, quiet)
+	t.Cleanup(prov.Close)
+	return &usageFleet{env: e, catalog: pool, store: store, usage: usage, prov: prov,
 		collector: NewUsageCollector(store, usage, metering.DefaultRetention, quiet)}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,7 +36,9 @@ func newFleet(t testing.TB) *fleet {
 	require.NoError(t, err)
 	t.Cleanup(pool.Close)
 	store := catalog.New(pool)
-	return &fleet{env: e, store: store, prov: New(cfg, store, quiet), cfg: cfg}
+	prov := New(cfg, store, quiet)
+	t.Cleanup(prov.Close)
+	return &fleet{env: e, store: store, prov: prov, cfg: cfg}
 }
 
 // worker runs a worker with short timings until the test ends.
@@ -262,31 +265,50 @@ func TestProvisionThroughTheQueue(t *testing.T) {
 	require.NoError(t, err, "a shared organization needs no job")
 }
 
-// TestProvisionResumesAfterEachStep: a provisioner that dies after any
-// step leaves work that the next run completes, with one database.
+// TestProvisionResumesAfterEachStep: a provisioner that dies as any step
+// begins leaves work that the next run completes, with one database, on
+// both paths: a copy of the template (create, verify, ready: each run is
+// a new process, so its copy is its first) and a database made empty
+// (create, migrate, grant, verify, ready).
 func TestProvisionResumesAfterEachStep(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t)
-	for i, stop := range []string{"create", "migrate", "grant", "verify", "ready"} {
-		slug := fmt.Sprintf("crash-%d", i)
-		db, err := f.prov.RegisterDedicated(context.Background(), slug)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		err = f.prov.ProvisionDatabase(ctx, db.ID, func(step string) {
-			if step == stop {
-				cancel() // the process dies as this step begins
+	for _, mode := range []string{"template", "empty"} {
+		var killedAt []string
+		for i := 0; ; i++ {
+			p, resumed := New(f.cfg, f.store, quiet), New(f.cfg, f.store, quiet)
+			t.Cleanup(p.Close)
+			t.Cleanup(resumed.Close)
+			p.noTemplate, resumed.noTemplate = mode == "empty", mode == "empty"
+			slug := fmt.Sprintf("crash-%s-%d", mode, i)
+			db, err := p.RegisterDedicated(context.Background(), slug)
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			steps := 0
+			err = p.ProvisionDatabase(ctx, db.ID, func(step string) {
+				if steps == i {
+					killedAt = append(killedAt, step)
+					cancel() // the process dies as this step begins
+				}
+				steps++
+			})
+			cancel()
+			if steps <= i {
+				require.NoError(t, err, "%s: ran its %d steps without being killed", mode, steps)
+				break
 			}
-		})
-		cancel()
-		if stop != "ready" {
-			require.Error(t, err, "killed at %s", stop)
+			if killedAt[i] != "ready" {
+				require.Error(t, err, "%s: killed at %s", mode, killedAt[i])
+			}
+			require.NoError(t, resumed.ProvisionDatabase(context.Background(), db.ID, func(string) {}), "resume after %s", killedAt[i])
+			got, err := f.store.Database(context.Background(), db.ID)
+			require.NoError(t, err)
+			require.Equal(t, "ready", got.State)
+			require.Equal(t, 1, f.databases(t, db.Name))
+			require.NoError(t, f.prov.verify(context.Background(), db.DSN))
 		}
-		require.NoError(t, f.prov.ProvisionDatabase(context.Background(), db.ID, func(string) {}), "resume after %s", stop)
-		got, err := f.store.Database(context.Background(), db.ID)
-		require.NoError(t, err)
-		require.Equal(t, "ready", got.State)
-		require.Equal(t, 1, f.databases(t, db.Name))
-		require.NoError(t, f.prov.verify(context.Background(), db.DSN))
+		want := map[string][]string{"template": {"create", "verify", "ready"}, "empty": {"create", "migrate", "grant", "verify", "ready"}}[mode]
+		require.Equal(t, want, killedAt, "%s: killed at each step", mode)
 	}
 }
 
@@ -419,7 +441,9 @@ func TestDirtyTemplateIsRemade(t *testing.T) {
 	f := newFleet(t)
 	ctx := context.Background()
 	tmpl := f.cfg.TemplateName()
-	_, err := New(f.cfg, f.store, quiet).CreateOrganization(ctx, CreateOrganization{Slug: "first", Name: "F", Plan: tenancy.PlanEnterprise})
+	earlier := New(f.cfg, f.store, quiet)
+	defer earlier.Close()
+	_, err := earlier.CreateOrganization(ctx, CreateOrganization{Slug: "first", Name: "F", Plan: tenancy.PlanEnterprise})
 	require.NoError(t, err)
 	first, err := f.store.Tenant(ctx, mustOrg(t, f, "first"))
 	require.NoError(t, err)
@@ -429,6 +453,7 @@ func TestDirtyTemplateIsRemade(t *testing.T) {
 
 	// A new process: the template is not known to be good.
 	p := New(f.cfg, f.store, quiet)
+	defer p.Close()
 	_, err = p.CreateOrganization(ctx, CreateOrganization{Slug: "second", Name: "S", Plan: tenancy.PlanEnterprise})
 	require.NoError(t, err)
 	second, err := f.store.Tenant(ctx, mustOrg(t, f, "second"))
@@ -448,4 +473,60 @@ func mustOrg(t *testing.T, f *fleet, slug string) string {
 	o, err := f.store.OrganizationBySlug(context.Background(), slug)
 	require.NoError(t, err)
 	return o.ID
+}
+
+// TestCopiesSideBySide: copies of the template run at once (they share
+// the template lock), and each, verified or not (only a process's first
+// copy is read as the application role), can be connected to by the
+// application role and by no one else without a grant: the one grant a
+// copy does not carry, its database's own, is made on the connection
+// that created it.
+func TestCopiesSideBySide(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	ctx := context.Background()
+	var steps sync.Map
+	var wg sync.WaitGroup
+	var dbs []tenancy.Database
+	for i := range 6 {
+		db, err := f.prov.RegisterDedicated(ctx, fmt.Sprintf("side-%d", i))
+		require.NoError(t, err)
+		dbs = append(dbs, db)
+	}
+	for _, db := range dbs {
+		wg.Go(func() {
+			var seen []string
+			if err := f.prov.ProvisionDatabase(ctx, db.ID, func(s string) { seen = append(seen, s) }); err != nil {
+				t.Error(err)
+			}
+			steps.Store(db.Name, seen)
+		})
+	}
+	wg.Wait()
+	server := f.server(t)
+	_, err := server.Exec(ctx, `CREATE ROLE `+pgx.Identifier{f.env.DedicatedPrefix + "stranger"}.Sanitize()+` LOGIN`)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_, _ = server.Exec(context.Background(), `DROP ROLE IF EXISTS `+pgx.Identifier{f.env.DedicatedPrefix + "stranger"}.Sanitize())
+	})
+	verified := 0
+	for _, db := range dbs {
+		got, err := f.store.Database(ctx, db.ID)
+		require.NoError(t, err)
+		require.Equal(t, "ready", got.State, db.Name)
+		seen, _ := steps.Load(db.Name)
+		if slices.Contains(seen.([]string), "verify") {
+			verified++
+		}
+		require.NotContains(t, seen, "migrate", "%s is a copy: nothing to migrate", db.Name)
+		var app, public, stranger bool
+		require.NoError(t, server.QueryRow(ctx, `SELECT has_database_privilege($1, $3, 'CONNECT'),
+			has_database_privilege('public', $3, 'CONNECT'), has_database_privilege($2, $3, 'CONNECT')`,
+			f.env.AppRole, f.env.DedicatedPrefix+"stranger", db.Name).Scan(&app, &public, &stranger))
+		require.True(t, app, "%s: the application role connects", db.Name)
+		require.False(t, public, "%s: PUBLIC does not", db.Name)
+		require.False(t, stranger, "%s: another role does not", db.Name)
+		require.NoError(t, f.prov.verify(ctx, db.DSN), "%s reads as the application role", db.Name)
+	}
+	require.GreaterOrEqual(t, verified, 1, "the process's first copy is verified")
 }

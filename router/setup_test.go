@@ -104,6 +104,7 @@ func setup(t testing.TB, opts ...setupOptions) *bundle {
 	require.NoError(t, err)
 	b.store.RequireTenantVersion(versions[len(versions)-1])
 	b.prov = provisioner.New(cfg, b.store, quiet)
+	t.Cleanup(b.prov.Close)
 	b.usage = metering.NewStore(catPool, nil)
 	b.meter = b.usage.NewMeter(metering.Config{Log: quiet})
 	var recorder UsageRecorder = b.meter

@@ -104,6 +104,7 @@ func seed(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer pool.Close()
 	p := provisioner.New(provisionerConfig(cfg), store, log)
+	defer p.Close()
 	for _, d := range demoTenants {
 		if _, err := store.OrganizationBySlug(ctx, d.slug); err == nil {
 			continue

@@ -29,6 +29,7 @@ func (c *cli) withProvisioner(cmd *cobra.Command, fn func(*provisioner.Provision
 		}
 		defer done()
 		p := provisioner.New(provisionerConfig(cfg), store, c.logger(cfg))
+		defer p.Close()
 		p.Publish = svc.OrganizationChanged
 		return fn(p)
 	})

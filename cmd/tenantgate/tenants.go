@@ -226,6 +226,7 @@ func (c *cli) tenantsCreateCmd() *cobra.Command {
 		}
 		return c.withCatalog(cmd.Context(), func(store *catalog.Store) error {
 			p := provisioner.New(provisionerConfig(cfg), store, c.logger(cfg))
+			defer p.Close()
 			org, job, err := p.EnqueueOrganization(cmd.Context(), req)
 			if err != nil {
 				return err

@@ -106,6 +106,7 @@ func (m *mover) clear(ctx context.Context, db tenancy.Database, ours bool) error
 
 // drop drops a retired dedicated database, then its record.
 func (m *mover) drop(ctx context.Context, db tenancy.Database) error {
+	m.release(ctx, db.ID)
 	if err := m.DropDatabase(ctx, db); err != nil {
 		return fmt.Errorf("move: drop %s: %w", db.Name, err)
 	}

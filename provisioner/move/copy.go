@@ -32,11 +32,11 @@ type table struct {
 // columns (rows are copied in binary form, column for column), and that no
 // table with tenant rows is missing from tenantTables.
 func (m *mover) resolveTables(ctx context.Context, src, dst tenancy.Database) error {
-	a, err := schemaOf(ctx, src)
+	a, err := m.schemaOf(ctx, src)
 	if err != nil {
 		return err
 	}
-	b, err := schemaOf(ctx, dst)
+	b, err := m.schemaOf(ctx, dst)
 	if err != nil {
 		return err
 	}
@@ -86,9 +86,9 @@ type schemaInfo struct {
 	cols    map[string]string // every table with tenant rows → quoted column list
 }
 
-func schemaOf(ctx context.Context, db tenancy.Database) (schemaInfo, error) {
+func (m *mover) schemaOf(ctx context.Context, db tenancy.Database) (schemaInfo, error) {
 	s := schemaInfo{cols: map[string]string{}}
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `SELECT version, dirty FROM schema_migrations`).Scan(&s.version, &s.dirty)
 		if err != nil {
 			return fmt.Errorf("schema version: %w", err)
@@ -123,16 +123,14 @@ func schemaOf(ctx context.Context, db tenancy.Database) (schemaInfo, error) {
 // left, and commits only once every table reads back exactly as it was
 // sent. So the target holds all of the tenant's rows or none.
 func (m *mover) copyAndVerify(ctx context.Context, src, dst tenancy.Database) error {
-	sconn, err := connect(ctx, src)
+	sconn, err := m.conn(ctx, src)
 	if err != nil {
 		return err
 	}
-	defer sconn.Close(context.WithoutCancel(ctx))
-	dconn, err := connect(ctx, dst)
+	dconn, err := m.conn(ctx, dst)
 	if err != nil {
 		return err
 	}
-	defer dconn.Close(context.WithoutCancel(ctx))
 
 	snap, err := sconn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 	if err != nil {

@@ -43,14 +43,50 @@ func connect(ctx context.Context, db tenancy.Database) (*pgx.Conn, error) {
 	return conn, nil
 }
 
-// withTx runs fn in a transaction on a fresh owner connection to db.
-func withTx(ctx context.Context, db tenancy.Database, fn func(tx pgx.Tx) error) error {
-	conn, err := connect(ctx, db)
+// withTx runs fn in a transaction on the move's owner connection to db.
+func (m *mover) withTx(ctx context.Context, db tenancy.Database, fn func(tx pgx.Tx) error) error {
+	conn, err := m.conn(ctx, db)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
 	return pgx.BeginFunc(ctx, conn, fn)
+}
+
+// conn returns the move's owner connection to db, opening it on first use
+// or when the last one broke. A move visits each database several times,
+// and each new connection is a new backend: tens of milliseconds on a
+// database just created, whose catalogs no backend has read yet. Every
+// setting the mover makes is local to its transaction, so nothing carries
+// from one use to the next.
+func (m *mover) conn(ctx context.Context, db tenancy.Database) (*pgx.Conn, error) {
+	if c := m.conns[db.ID]; c != nil && !c.IsClosed() {
+		return c, nil
+	}
+	c, err := connect(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	if m.conns == nil {
+		m.conns = map[string]*pgx.Conn{}
+	}
+	m.conns[db.ID] = c
+	return c, nil
+}
+
+// release closes the move's connection to the database id, if open: a
+// database cannot be dropped while connected to.
+func (m *mover) release(ctx context.Context, id string) {
+	if c := m.conns[id]; c != nil {
+		_ = c.Close(context.WithoutCancel(ctx))
+		delete(m.conns, id)
+	}
+}
+
+// closeAll closes every connection of the move.
+func (m *mover) closeAll(ctx context.Context) {
+	for id := range m.conns {
+		m.release(ctx, id)
+	}
 }
 
 // fence bars the tenant's writes in db. It takes the tenant's exclusive
@@ -60,7 +96,7 @@ func withTx(ctx context.Context, db tenancy.Database, fn func(tx pgx.Tx) error) 
 // fence returns, no write of the tenant commits in db, and a snapshot taken
 // from then on holds every write that did. target is recorded for reruns.
 func (m *mover) fence(ctx context.Context, db tenancy.Database, epoch int64, target string) error {
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		return FenceOrganization(ctx, tx, m.org, epoch, target, fenceLockTimeout)
 	})
 	if err != nil {
@@ -90,7 +126,7 @@ func FenceOrganization(ctx context.Context, tx pgx.Tx, org string, epoch int64, 
 
 // unfence lets the tenant write in db again.
 func (m *mover) unfence(ctx context.Context, db tenancy.Database) error {
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM tenant_fences WHERE organization_id = $1`, m.org)
 		return err
 	})
@@ -104,7 +140,7 @@ func (m *mover) unfence(ctx context.Context, db tenancy.Database) error {
 // "" when db does not fence it.
 func (m *mover) fencedTarget(ctx context.Context, db tenancy.Database) (string, error) {
 	var target string
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `SELECT coalesce(target_database_id::text, '') FROM tenant_fences
 			WHERE organization_id = $1`, m.org).Scan(&target)
 	})
@@ -124,7 +160,7 @@ var errGone = errors.New("move: database does not exist")
 // the tenant out of it, or copied into it.
 func (m *mover) fenced(ctx context.Context, db tenancy.Database) (bool, error) {
 	var held bool
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tenant_fences WHERE organization_id = $1)`, m.org).Scan(&held)
 	})
 	var pgErr *pgconn.PgError
@@ -148,7 +184,7 @@ func (m *mover) writePast(ctx context.Context, tx pgx.Tx) error {
 // deleteRows removes every row of the tenant from db, children before
 // parents, in one transaction. db's fence stays.
 func (m *mover) deleteRows(ctx context.Context, db tenancy.Database) error {
-	err := withTx(ctx, db, func(tx pgx.Tx) error {
+	err := m.withTx(ctx, db, func(tx pgx.Tx) error {
 		if err := m.writePast(ctx, tx); err != nil {
 			return err
 		}

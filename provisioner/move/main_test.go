@@ -58,6 +58,7 @@ func setup(t testing.TB) *bundle {
 	t.Cleanup(pool.Close)
 	b.store = catalog.New(pool)
 	b.prov = provisioner.New(b.cfg, b.store, quiet)
+	t.Cleanup(b.prov.Close)
 	b.deps = move.Deps{
 		Catalog: b.store,
 		Publish: func(context.Context, string) error { b.publishes.Add(1); return nil },

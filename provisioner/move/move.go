@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -88,6 +89,7 @@ func Move(ctx context.Context, d Deps, orgID string, to string, report func(step
 	}
 	defer unlock()
 	m := newMover(d, id.String(), report)
+	defer m.closeAll(ctx)
 	m.log = m.log.With("to", to)
 	return m.run(ctx, to)
 }
@@ -101,7 +103,8 @@ type mover struct {
 	slug   string
 	report func(string)
 	log    *slog.Logger
-	tables []table // the tenant tables with their columns, read in resolve
+	tables []table              // the tenant tables with their columns, read in resolve
+	conns  map[string]*pgx.Conn // by database id: see conn
 }
 
 func newMover(d Deps, org string, report func(string)) *mover {

@@ -40,6 +40,15 @@ func (s *Store) SetDatabaseState(ctx context.Context, id, state string) error {
 	return interpret(err, "database")
 }
 
+// SetDatabaseReady records a provisioned database's schema version and
+// puts it in service, in one write.
+func (s *Store) SetDatabaseReady(ctx context.Context, id string, version uint, dirty bool) error {
+	_, err := s.pool.Exec(ctx, `
+		UPDATE databases SET schema_version = $2, dirty = $3, state = 'ready', updated_at = now() WHERE id = $1`,
+		id, int64(version), dirty)
+	return interpret(err, "database")
+}
+
 // Database returns the database with id.
 func (s *Store) Database(ctx context.Context, id string) (tenancy.Database, error) {
 	d, err := scanDatabase(s.pool.QueryRow(ctx, `SELECT `+databaseColumns+` FROM databases WHERE id = $1`, id))

@@ -109,7 +109,7 @@ func withLock[T any](ctx context.Context, dsn, key string, fn func(*pgx.Conn) (T
 		return zero, fmt.Errorf("schema: connect to %s: %w", Redact(dsn), err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	id := lockID(key)
+	id := LockID(key)
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", id); err != nil {
 		return zero, fmt.Errorf("schema: lock %s: %w", key, err)
 	}
@@ -124,7 +124,9 @@ func WithLock(ctx context.Context, dsn, key string, fn func(*pgx.Conn) error) er
 	return err
 }
 
-func lockID(key string) int64 {
+// LockID is the advisory lock id of the lock named key: the same in every
+// process, so that they all take the same lock.
+func LockID(key string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	return int64(h.Sum64())

@@ -75,8 +75,7 @@ func GrantApp(ctx context.Context, conn *pgx.Conn, role string) error {
 		return fmt.Errorf("schema: grant: %w", err)
 	}
 	stmts := []string{
-		"REVOKE ALL ON DATABASE " + pgx.Identifier{db}.Sanitize() + " FROM PUBLIC",
-		"GRANT CONNECT, TEMPORARY ON DATABASE " + pgx.Identifier{db}.Sanitize() + " TO " + name,
+		grantDatabase(db, role),
 		"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
 		"GRANT USAGE ON SCHEMA public TO " + name,
 		"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO " + name,
@@ -88,4 +87,22 @@ func GrantApp(ctx context.Context, conn *pgx.Conn, role string) error {
 		}
 	}
 	return nil
+}
+
+// GrantDatabase lets role, and no one else but superusers, connect to the
+// database name. It is the one grant that a copy of a template does not
+// carry (a database's own privileges are kept in the server's shared
+// catalog, not in the database), so it may run on a connection to any
+// database of the server.
+func GrantDatabase(ctx context.Context, conn *pgx.Conn, name, role string) error {
+	if _, err := conn.Exec(ctx, grantDatabase(name, role)); err != nil {
+		return fmt.Errorf("schema: grant database %s: %w", name, err)
+	}
+	return nil
+}
+
+// grantDatabase is GrantDatabase's two statements, sent in one round trip.
+func grantDatabase(name, role string) string {
+	db := pgx.Identifier{name}.Sanitize()
+	return "REVOKE ALL ON DATABASE " + db + " FROM PUBLIC; GRANT CONNECT, TEMPORARY ON DATABASE " + db + " TO " + pgx.Identifier{role}.Sanitize()
 }
