@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/audit"
 	"github.com/tenantgate/tenantgate/tenancy/catalog"
@@ -73,16 +75,44 @@ func (a *Audits) AuditFleet(ctx context.Context, only ...string) ([]AuditOutcome
 	if len(only) > 0 && len(targets) == 0 {
 		return nil, tenancy.Errorf(tenancy.CodeNotFound, "no database named %q is registered", only[0])
 	}
-	plain := make([]audit.Target, len(targets))
+	results := make([]audit.Result, len(targets))
+	var plain []audit.Target
+	var at, templates []int
 	for i, t := range targets {
-		plain[i] = t.Target
+		if t.kind == KindTemplate {
+			templates = append(templates, i)
+			continue
+		}
+		plain, at = append(plain, t.Target), append(at, i)
 	}
-	results := a.auditor.AuditAll(ctx, a.cfg.AppRole, plain, a.Concurrency)
+	for j, r := range a.auditor.AuditAll(ctx, a.cfg.AppRole, plain, a.Concurrency) {
+		results[at[j]] = r
+	}
+	// Templates last: the expected schema is built by then, so the lock
+	// they are audited under is not held while it is.
+	for _, i := range templates {
+		results[i] = a.auditTemplate(ctx, targets[i].Target)
+	}
 	out := make([]AuditOutcome, len(results))
 	for i, r := range results {
 		out[i] = a.act(ctx, targets[i], r)
 	}
 	return out, nil
+}
+
+// auditTemplate audits a server's template holding the server's template
+// lock alone: while anyone is connected to a template, copies of it fail
+// (and provisioning falls back to migrating an empty database).
+func (a *Audits) auditTemplate(ctx context.Context, t audit.Target) audit.Result {
+	var r audit.Result
+	err := schema.WithServerLock(ctx, t.DSN, templateLock, func(*pgx.Conn) error {
+		r = a.auditor.AuditAll(ctx, a.cfg.AppRole, []audit.Target{t}, 1)[0]
+		return nil
+	})
+	if err != nil {
+		return audit.Result{Target: t, Err: err}
+	}
+	return r
 }
 
 // AuditAfter wraps a job handler so that, when the job succeeds, the

@@ -2,12 +2,15 @@ package provisioner
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantgate/tenantgate/tenancy"
 	"github.com/tenantgate/tenantgate/tenancy/audit"
+	"github.com/tenantgate/tenantgate/tenancy/schema"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
@@ -71,4 +74,59 @@ func TestAuditQuarantinesEachUnsafeProperty(t *testing.T) {
 			require.True(t, elsewhere.Placement.DatabaseReady, "a tenant elsewhere is served")
 		})
 	}
+}
+
+// TestTemplateAuditedUnderItsLock: the fleet audit connects to a server's
+// template only while it holds the server's template lock alone, so it
+// never meets a copy there (a copy fails while anyone is connected to its
+// template). While this test holds the lock shared, as a copy does, the
+// audit neither ends nor connects to the template; once the lock is
+// given back, it audits the template. (A wrong audit could only go
+// unnoticed here, never fail a right one: the watch is bounded.)
+func TestTemplateAuditedUnderItsLock(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	ctx := context.Background()
+	_, err := f.prov.CreateOrganization(ctx, CreateOrganization{Slug: "templated", Name: "T", Plan: tenancy.PlanEnterprise})
+	require.NoError(t, err)
+	audits := NewAudits(f.cfg, f.store, quiet)
+
+	copier := f.server(t) // the maintenance database, where copies lock
+	_, err = copier.Exec(ctx, `SELECT pg_advisory_lock_shared($1)`, schema.LockID(templateLock))
+	require.NoError(t, err)
+	type result struct {
+		out []AuditOutcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := audits.AuditFleet(ctx)
+		done <- result{out, err}
+	}()
+	watcher := f.server(t)
+	for range 100 {
+		select {
+		case r := <-done:
+			t.Fatalf("the audit ended while a copy held the template lock: %+v %v", r.out, r.err)
+		default:
+		}
+		var connected int
+		require.NoError(t, watcher.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1`,
+			f.cfg.TemplateName()).Scan(&connected))
+		require.Zero(t, connected, "the audit connected to the template while a copy held the lock")
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, err = copier.Exec(ctx, `SELECT pg_advisory_unlock_shared($1)`, schema.LockID(templateLock))
+	require.NoError(t, err)
+	r := <-done
+	require.NoError(t, r.err)
+	var template *AuditOutcome
+	for i := range r.out {
+		if r.out[i].Kind == KindTemplate && strings.HasPrefix(r.out[i].Database, f.cfg.TemplateName()+" ") {
+			template = &r.out[i]
+		}
+	}
+	require.NotNil(t, template, "the template is audited: %+v", r.out)
+	require.Empty(t, template.Error)
+	require.Equal(t, audit.OK, template.Verdict, "%+v", template.Findings)
 }
