@@ -67,7 +67,7 @@ func NewWorker(store *catalog.Store, log *slog.Logger, handlers map[string]Handl
 func (w *Worker) Run(ctx context.Context) {
 	var wake <-chan struct{}
 	if w.Listen != nil {
-		l := NewListener(w.Listen, w.log, catalog.JobsChannel)
+		l := catalog.NewListener(w.Listen, w.log, catalog.JobsChannel)
 		listenCtx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() { defer close(done); l.Run(listenCtx) }()

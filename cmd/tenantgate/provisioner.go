@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
@@ -168,6 +167,7 @@ func newProvisionerService(ctx context.Context, cfg config.Config, log *slog.Log
 		pools:     pools,
 		redis:     client,
 		close: func() {
+			p.Close()
 			pools.Close()
 			if ownBus {
 				bus.Close()
@@ -199,53 +199,64 @@ func followJob(ctx context.Context, store *catalog.Store, id string, out io.Writ
 	return followJobPolling(ctx, store, id, out, 5*time.Second)
 }
 
-// followerName is the application_name of followJob's listening connection.
-const followerName = "tenantgate-job-follower"
+// followerName is the application_name of followJob's listening
+// connection in pg_stat_activity.
+const followerName = catalog.JobFollowerName
 
-// followJobPolling is followJob re-reading the job when the catalog
-// announces a change of it (see catalog.JobChannel), and every poll in case
-// an announcement was lost; a job still queued after a poll gets the
-// warning. The listener wakes it once more whenever it has (re)connected,
-// so a change made before it listened is read too.
+// followJobPolling is followJob over catalog.Store.FollowJob: the job is
+// re-read when the catalog announces a change of it, once whenever the
+// listener has (re)connected, and every poll in case an announcement was
+// lost. If, once a poll has passed, the newest state seen is still queued
+// and never tried, it warns once.
 func followJobPolling(ctx context.Context, store *catalog.Store, id string, out io.Writer, poll time.Duration) error {
-	listenCtx, stopListening := context.WithCancel(ctx)
-	l := provisioner.NewListener(func(ctx context.Context) (*pgx.Conn, error) {
-		return store.ListenConn(ctx, followerName)
-	}, nil, catalog.JobChannel(id))
-	listening := make(chan struct{})
-	go func() { defer close(listening); l.Run(listenCtx) }()
-	defer func() { stopListening(); <-listening }()
-
-	last, warned, start := "", false, time.Now()
-	for {
-		j, err := store.Job(ctx, id)
-		if err != nil {
-			return err
-		}
-		if j.Step != last && j.Step != "" {
-			fmt.Fprintf(out, "  %s\n", j.Step)
-			last = j.Step
-		}
-		switch j.State {
-		case catalog.JobSucceeded:
-			fmt.Fprintf(out, "job %s succeeded\n", id)
-			return nil
-		case catalog.JobFailed:
-			return fmt.Errorf("job %s failed after %d attempts: %s", id, j.Attempts, j.Error)
-		case catalog.JobQueued:
-			if !warned && j.Attempts == 0 && time.Since(start) >= poll {
-				fmt.Fprintln(out, "  still queued: is a provisioner running? (`tenantgate provisioner`, or `tenantgate dev`)")
-				warned = true
+	// FollowJob runs beside the loop below, which alone writes to out: the
+	// warning comes from a timer, not from a change of the job.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	states := make(chan catalog.Job)
+	followed := make(chan struct{})
+	var followErr error
+	go func() {
+		defer close(followed)
+		followErr = store.FollowJob(followCtx, id, poll, func(j catalog.Job) error {
+			select {
+			case states <- j:
+				return nil
+			case <-followCtx.Done():
+				return followCtx.Err()
 			}
-		}
-		t := time.NewTimer(poll)
+		})
+	}()
+	defer func() { stopFollowing(); <-followed }()
+
+	warn := time.NewTimer(poll)
+	defer warn.Stop()
+	var last catalog.Job
+	polled, warned := false, false
+	for {
 		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("stopped waiting; job %s goes on (see /admin/jobs/%s): %w", id, id, ctx.Err())
-		case <-l.Wake():
-		case <-t.C:
+		case j := <-states:
+			if j.Step != last.Step && j.Step != "" {
+				fmt.Fprintf(out, "  %s\n", j.Step)
+			}
+			last = j
+			switch j.State {
+			case catalog.JobSucceeded:
+				fmt.Fprintf(out, "job %s succeeded\n", id)
+				return nil
+			case catalog.JobFailed:
+				return fmt.Errorf("job %s failed after %d attempts: %s", id, j.Attempts, j.Error)
+			}
+		case <-warn.C:
+			polled = true
+		case <-followed:
+			if ctx.Err() != nil {
+				return fmt.Errorf("stopped waiting; job %s goes on (see /admin/jobs/%s): %w", id, id, ctx.Err())
+			}
+			return followErr
 		}
-		t.Stop()
+		if polled && !warned && last.State == catalog.JobQueued && last.Attempts == 0 {
+			fmt.Fprintln(out, "  still queued: is a provisioner running? (`tenantgate provisioner`, or `tenantgate dev`)")
+			warned = true
+		}
 	}
 }

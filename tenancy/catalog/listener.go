@@ -1,4 +1,4 @@
-package provisioner
+package catalog
 
 import (
 	"context"
@@ -9,9 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Listener keeps one connection LISTENing on some notification channels
-// and wakes its owner on each notification. The connection is its own
-// (a LISTEN belongs to a session); when it breaks (a catalog restart, a
+// Listener keeps one connection LISTENing on some of the catalog's
+// notification channels (JobsChannel, JobChannel) and wakes its owner on
+// each notification. The connection is its own (a LISTEN belongs to a
+// session: see ListenConn); when it breaks (a catalog restart, a
 // terminated backend) the Listener connects again with backoff.
 //
 // A notification is a hint and may be lost: those sent while no
@@ -19,7 +20,8 @@ import (
 // wakes its owner too, and the owner does one catch-up read (a claim, a
 // job's re-read) as if it had been notified; it also keeps a slow poll.
 // This is how River treats its notifications: they only shorten waits,
-// and correctness never depends on one arriving.
+// and correctness never depends on one arriving. The provisioner's worker
+// listens for new jobs with one, and FollowJob for a job's changes.
 type Listener struct {
 	connect  func(context.Context) (*pgx.Conn, error)
 	channels []string
@@ -72,7 +74,8 @@ func (l *Listener) Run(ctx context.Context) {
 		}
 		wait := l.backoff(failures)
 		failures++
-		l.log.Warn("job notifications: connection lost; polling until it is back", "err", err, "retry_in", wait)
+		l.log.Warn("catalog notifications: connection lost; polling until it is back",
+			"channels", l.channels, "err", err, "retry_in", wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
