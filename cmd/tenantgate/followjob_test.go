@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,7 +68,7 @@ func TestFollowJobWarnsAndStops(t *testing.T) {
 	job, err := store.EnqueueJob(ctx, catalog.JobDelete, "", catalog.DeletePayload{})
 	require.NoError(t, err)
 
-	var out syncBuffer
+	var out tenancytest.LogBuffer
 	done := make(chan error, 1)
 	go func() { done <- followJobPolling(ctx, store, job.ID, &out, 20*time.Millisecond) }()
 	const warning = "  still queued: is a provisioner running?"
@@ -94,24 +93,6 @@ func TestFollowJobWarnsAndStops(t *testing.T) {
 	err = <-done
 	require.ErrorIs(t, err, context.Canceled)
 	require.Contains(t, err.Error(), "stopped waiting; job "+other.ID+" goes on")
-}
-
-// syncBuffer is a bytes.Buffer that a follower writes while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // waitListening waits until a connection named appName listens on the
