@@ -52,7 +52,9 @@ func TestMoveJobChangesPlanThroughTheHook(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, tenancy.KindDedicated, o.Placement)
 	require.Equal(t, tenancy.PlanPro, o.Plan, "the job leaves setting the plan to ChangePlan")
-	require.Equal(t, uint64(1), moveCount(t, reg), "the move is timed")
+	// Each run of the move is timed: one, unless a loaded machine made
+	// the worker lose its short lease and run the job again.
+	require.Equal(t, uint64(done.Attempts), moveCount(t, reg), "the move is timed")
 
 	// A move without a plan asks for none.
 	job, err = f.store.EnqueueJob(ctx(t), catalog.JobMove, org, catalog.MovePayload{To: tenancy.KindShared})
