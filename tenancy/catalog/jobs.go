@@ -111,28 +111,13 @@ func (s *Store) NextJobDue(ctx context.Context) (wait time.Duration, ok bool, er
 	return max(time.Duration(*secs*float64(time.Second)), 0), true, nil
 }
 
-// ListenConn returns a connection of its own to the catalog, outside the
+// ListenConn opens a connection of its own to the catalog, outside the
 // pool, named appName in pg_stat_activity: a LISTEN belongs to a session,
 // so the listener must keep one connection, which a pool would lend to
-// others. The caller closes it.
-//
-// An idle connection of the pool is taken out of it when there is one: a
-// new connection is a new backend, tens of milliseconds, and a good part
-// of what a `tenants create --wait` costs, whose pool has just finished
-// with its connection. Otherwise a new one is made.
+// others. The caller closes it. (It does not take an idle connection out
+// of the pool: a follower reads the job through the pool right after it
+// listens, and would only have to connect again for it.)
 func (s *Store) ListenConn(ctx context.Context, appName string) (*pgx.Conn, error) {
-	idle := s.pool.AcquireAllIdle(ctx)
-	for _, c := range idle[min(len(idle), 1):] {
-		c.Release()
-	}
-	if len(idle) > 0 {
-		conn := idle[0].Hijack()
-		_, err := conn.Exec(ctx, `SELECT set_config('application_name', $1, false)`, appName)
-		if err == nil {
-			return conn, nil
-		}
-		_ = conn.Close(context.WithoutCancel(ctx)) // a dead one: make a new one
-	}
 	cfg := s.pool.Config().ConnConfig.Copy()
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
