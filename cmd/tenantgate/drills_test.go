@@ -287,10 +287,16 @@ func TestDrillCatalogDown(t *testing.T) {
 	mustTG(t, "tenants", "create", "--slug", "steady", "--name", "Steady", "--plan", "pro",
 		"--owner-email", "o@steady.test", "--owner-password", "steady-password")
 	base, ops := serveHTTP(t)
-	token := login(t, base, "o@steady.test", "steady-password")
+	const credentials = `{"email":"o@steady.test","password":"steady-password"}`
+	// Before the outage a login works; on a loaded machine the first may
+	// outlast the drill's short request timeout (503), so it is retried.
+	first := waitForAnswer(t, func() answer { return do(base, "POST", "/api/auth/login", "", credentials) },
+		200, time.Minute, "a login before the outage", 503)
+	var out struct{ Token string }
+	require.NoError(t, json.Unmarshal([]byte(first.body), &out))
+	token := out.Token
 	require.Equal(t, 201, do(base, "POST", "/api/agents", token, `{"name":"cached"}`).status)
 	require.Equal(t, 200, do(base, "GET", "/api/agents", token, "").status, "the tenant is cached")
-	const credentials = `{"email":"o@steady.test","password":"steady-password"}`
 	traffic := driveTraffic(t, base, token, 10*time.Millisecond)
 
 	// The catalog hangs: a login waits for it no longer than the request.
