@@ -325,7 +325,9 @@ func TestKilledWorkerJobIsTakenOver(t *testing.T) {
 	f.worker(t, f.prov.Handlers())
 	j := f.waitJob(t, jobID)
 	require.Equal(t, catalog.JobSucceeded, j.State, j.Error)
-	require.Equal(t, 2, j.Attempts, "taken over once the dead worker's lease ran out")
+	// At least one attempt after the dead worker's; more when a loaded
+	// machine makes the live worker lose its short lease too.
+	require.GreaterOrEqual(t, j.Attempts, 2, "taken over once the dead worker's lease ran out")
 	err = f.store.FinishJob(context.Background(), jobID, "dead-worker", "", nil, 0)
 	require.Equal(t, tenancy.CodeConflict, tenancy.ErrorCode(err), "the dead worker, come back, cannot overwrite the outcome")
 }
