@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -28,6 +29,10 @@ import (
 // from 32 keep-alive clients for 15 s, each request for a tenant picked
 // uniformly (nearly every request then finds its pool evicted: the worst
 // case), then from a Zipf distribution (a hot few, as real traffic has).
+// The clients run in this process (each request picks its tenant's
+// token): what this measures is errors and connections, not the gateway's
+// overhead, which BenchmarkLoadGatewayVsBare measures from a load process
+// of its own.
 // A sampler reads pg_stat_activity every 10 ms for the gateway's
 // connections. It reports throughput, errors (any answer but 200; none is
 // deliberate here), the peak of server connections against the budget
@@ -241,6 +246,24 @@ func sampleConnections(b *testing.B, bn *bundle) func() (server, budget int) {
 		<-done
 		return int(peakServer.Load()), int(peakBudget.Load())
 	}
+}
+
+// get sends one GET and returns its status, 0 when it got no answer.
+func get(client *http.Client, url, auth string) int {
+	req, err := http.NewRequestWithContext(context.Background(), "GET", url, nil)
+	if err != nil {
+		return 0
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	res, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
 }
 
 // dropDedicated closes the gateway's pools and drops the env's dedicated

@@ -332,8 +332,10 @@ func render(w io.Writer, run *Run, rows []Row) {
 	p("| Go | %s |\n", mc.Go)
 	p("| PostgreSQL | %s |\n", mc.Postgres)
 	p("| Redis | %s |\n\n", mc.Redis)
-	p("The load client, the gateway, PostgreSQL and Redis all run on this one machine and share its cores, " +
-		"so a gateway figure includes the cost of the client driving it. Loopback only: no network latency.\n\n")
+	p("The load client, the gateway, PostgreSQL and Redis all run on this one machine and share its cores. The " +
+		"client is a process of its own (`cmd/loadgen`; only `ThousandTenants` drives the gateway from the " +
+		"benchmark's process), so its CPU time and garbage collection are not the gateway's, but it takes its share " +
+		"of the same cores: the load benchmarks report how much. Loopback only: no network latency.\n\n")
 
 	p("## Commands\n\n```\nmake bench\n```\n\nwhich runs, one after another (never two benchmarks at once):\n\n```\n")
 	for _, c := range run.Commands {

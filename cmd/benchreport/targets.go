@@ -21,8 +21,17 @@ var targetFigures = []Spec{
 	{Bench: "KeyVerify/cached", Unit: "ns/op", Label: "API-key verification, cached", Issue: 3,
 		Cmp: "≤", Target: 5000, Scale: 0.001, Suffix: "µs"},
 
+	// Issue 13: the gateway against a plain query of the same rows.
+	plainRatio("shared-list", "jwt"), plainRatio("shared-list", "key"),
+	plainRatio("dedicated-list", "jwt"), plainRatio("dedicated-list", "key"),
+	plainRatio("shared-create", "jwt"), plainRatio("shared-create", "key"),
+	plainRatio("dedicated-create", "jwt"), plainRatio("dedicated-create", "key"),
+
 	// Issue 7: added latency at half load.
 	added("shared-list", "shared"), added("dedicated-list", "dedicated"),
+	// Issue 13: added latency at half load against the plain query.
+	addedPlainP50("shared-list", "shared"), addedPlainP50("dedicated-list", "dedicated"),
+	addedPlainP99("shared-list", "shared"), addedPlainP99("dedicated-list", "dedicated"),
 
 	// Issue 7: 1,000 dedicated tenants behind max_open=64.
 	thousandErrors("uniform", "uniform"), thousandConns("uniform", "uniform"),
@@ -116,10 +125,11 @@ var otherFigures = []Spec{
 		Suffix: "req/s", Detail: "share refused with 429: {noisy-429-share}; errors {noisy-errors}"},
 	{Bench: "NoisyNeighbour/noisy-starter", Unit: "noisy-served-req/s", Label: "Noisy tenant (starter, 50 rps) served while sending 500 req/s",
 		Suffix: "req/s", Detail: "share refused with 429: {noisy-429-share}; errors {noisy-errors}"},
-	{Bench: "AddedLatency/shared-list", Unit: "added-p50-ms", Label: "Added p50 latency at half load, shared tenant", Suffix: "ms",
+	{Bench: "AddedLatency/shared-list", Unit: "added-p50-ms", Label: "Added p50 latency at half load against the bare handler, shared tenant", Suffix: "ms",
 		Detail: "gateway {gateway-p50-ms} ms vs bare {bare-p50-ms} ms"},
-	{Bench: "AddedLatency/dedicated-list", Unit: "added-p50-ms", Label: "Added p50 latency at half load, dedicated tenant", Suffix: "ms",
+	{Bench: "AddedLatency/dedicated-list", Unit: "added-p50-ms", Label: "Added p50 latency at half load against the bare handler, dedicated tenant", Suffix: "ms",
 		Detail: "gateway {gateway-p50-ms} ms vs bare {bare-p50-ms} ms"},
+	isolation("shared-list"), isolation("dedicated-list"), isolation("shared-create"), isolation("dedicated-create"),
 	{Bench: "KeyVerify/miss", Unit: "ns/op", Label: "API-key verification, cache miss (instant source)", Scale: 0.001, Suffix: "µs"},
 	{Bench: "KeyVerify/cached-parallel", Unit: "ns/op", Label: "API-key verification, cached, parallel", Scale: 0.001, Suffix: "µs"},
 	{Bench: "Verify/cached", Unit: "ns/op", Label: "JWT verification, from the verified-token cache", Scale: 0.001, Suffix: "µs"},
@@ -139,40 +149,131 @@ var otherFigures = []Spec{
 	{Bench: "Hit/redis", Unit: "ns/op", Label: "Login throttle counter, Redis", Scale: 0.001, Suffix: "µs"},
 }
 
-func ratio(name, auth string, issue int) Spec {
+// loadWhat names a LoadGatewayVsBare sub-benchmark's request, tenant and
+// credential.
+func loadWhat(name, auth string) (what, kind, cred string) {
 	kind, op, _ := cut(name)
-	what := map[string]string{"list": "GET /api/agents", "create": "POST /api/tasks"}[op]
-	cred := map[string]string{"jwt": "session JWT", "key": "API key"}[auth]
+	what = map[string]string{"list": "GET /api/agents", "create": "POST /api/tasks"}[op]
+	cred = map[string]string{"jwt": "session JWT", "key": "API key"}[auth]
+	return what, kind, cred
+}
+
+// cpuPerRequest says where the CPU of one request went, for the gateway
+// driven with auth against the reference ref (bare or plain), from the
+// figures LoadGatewayVsBare measures in the same rounds.
+func cpuPerRequest(auth, ref string) string {
+	return "The machine's CPUs were {" + auth + "-cpu-%} % busy in the gateway's rounds and {" + ref + "-cpu-%} % in " +
+		"the " + ref + " handler's; where they are saturated, a rate is the CPU there is ÷ the CPU a request takes. " +
+		"Measured per request in the same rounds, gateway against " + ref + ": this process (the server) {" + auth +
+		"-server-us/req} against {" + ref + "-server-us/req} µs of CPU, allocating {" + auth + "-alloc-B/req} against {" +
+		ref + "-alloc-B/req} bytes; PostgreSQL {" + auth + "-postgres-us/req} against {" + ref + "-postgres-us/req} µs; " +
+		"Redis {" + auth + "-redis-us/req} against {" + ref + "-redis-us/req} µs; the load process {" + auth +
+		"-client-us/req} against {" + ref + "-client-us/req} µs; everything else on the machine (other processes, the " +
+		"kernel's loopback network) {" + auth + "-rest-us/req} against {" + ref + "-rest-us/req} µs. "
+}
+
+func ratio(name, auth string, issue int) Spec {
+	what, kind, cred := loadWhat(name, auth)
 	return Spec{Bench: "LoadGatewayVsBare/" + name, Unit: auth + "-ratio",
 		Label: "Gateway ÷ bare handler, " + what + ", " + kind + " tenant, " + cred,
 		Issue: issue, Cmp: "≥", Target: 0.8, Detail: "{" + auth + "-req/s} vs {bare-req/s} req/s",
-		Miss: "The gateway's own work per request (authentication, tenant resolution, the rate limit, the JSON access " +
-			"log and metrics; in a CPU profile of this benchmark (the router command with `-cpuprofile`) the access-log " +
-			"and metrics middleware is about half of it) is a fixed cost, so it weighs most on the lightest request, " +
-			"and the load generator takes its share of the same 2 cores. On this shared machine the ratios move by " +
-			"up to 0.1 between runs. What would fix it: a cheaper access log (an allocation-free line, or sampling " +
-			"successful reads) and fewer allocations per request in the middleware."}
+		Miss: cpuPerRequest(auth, "bare") + "The bare handler makes the same store call on the same pool, so the " +
+			"difference is the middleware's (authentication, tenant resolution, the rate limit, the idempotency check, " +
+			"the JSON access log, metrics and usage metering), a fixed cost that weighs most on the lightest request. " +
+			"What would fix it: less CPU and fewer allocations per request in the middleware."}
 }
+
+func plainRatio(name, auth string) Spec {
+	what, kind, cred := loadWhat(name, auth)
+	return Spec{Bench: "LoadGatewayVsBare/" + name, Unit: auth + "-plain-ratio",
+		Label: "Gateway ÷ plain query (a superuser's pgxpool: no transaction, no set_config, no RLS), " + what + ", " +
+			kind + " tenant, " + cred,
+		Issue: 13, Cmp: "≥", Target: 0.90,
+		Detail: "{" + auth + "-req/s} vs {plain-req/s} req/s; the bare handler {bare-req/s}; the load process took " +
+			"{client-cpu-%} % of the CPUs",
+		Miss: cpuPerRequest(auth, "plain") + "The bare handler (the same store call, with its transaction, set_config " +
+			"and row-level security, but no middleware) reached {bare-plain-ratio} of the plain handler's rate by " +
+			"itself, with PostgreSQL at {bare-postgres-us/req} µs and its server at {bare-server-us/req} µs a request: " +
+			"that part of the gap is what isolation costs. The rest is the gateway's own: in this process {" + auth +
+			"-server-us/req} µs a request against the bare handler's {bare-server-us/req}, in PostgreSQL {" + auth +
+			"-postgres-us/req} against {bare-postgres-us/req}, in the load process {" + auth + "-client-us/req} " +
+			"against {bare-client-us/req}. What would close it: less CPU per request in the gateway process."}
+}
+
+// stalls lists what could hold a request up, measured in the worst run of
+// AddedLatency, the gateway's rounds against the plain handler's.
+const stalls = "Measured in the worst run's rounds, the gateway's against the plain handler's: the CPUs were " +
+	"{worst-gateway-cpu-%} vs {worst-plain-cpu-%} % busy (this process {worst-gateway-server-cpu-%} vs " +
+	"{worst-plain-server-cpu-%} %, the load process {worst-gateway-client-cpu-%} vs {worst-plain-client-cpu-%} %, " +
+	"PostgreSQL {worst-gateway-postgres-cpu-%} vs {worst-plain-postgres-cpu-%} %, everything else (other processes, " +
+	"the kernel) {worst-gateway-rest-cpu-%} vs {worst-plain-rest-cpu-%} %); goroutines of this process waited for a " +
+	"CPU up to {worst-gateway-sched-p99-ms} vs {worst-plain-sched-p99-ms} ms (p99 of Go's scheduling latency); garbage " +
+	"collection paused it {worst-gateway-gc-pause-ms} vs {worst-plain-gc-pause-ms} ms per second, the longest pause " +
+	"{worst-gateway-gc-max-ms} vs {worst-plain-gc-max-ms} ms; {worst-gateway-pool-waits} vs {worst-plain-pool-waits} " +
+	"connection acquires found the pool empty and waited {worst-gateway-pool-wait-avg-ms} vs " +
+	"{worst-plain-pool-wait-avg-ms} ms on average ({worst-gateway-pool-wait-ms} vs {worst-plain-pool-wait-ms} ms " +
+	"in all); the gateway's {worst-gateway-redis-calls} Redis calls took at most {worst-gateway-redis-max-ms} " +
+	"ms; a Redis PING and a catalog SELECT 1, probed from this process every 10 ms, took at most " +
+	"{worst-gateway-redis-ping-max-ms} and {worst-gateway-catalog-ping-max-ms} ms in the gateway's rounds, " +
+	"{worst-plain-redis-ping-max-ms} and {worst-plain-catalog-ping-max-ms} ms in the plain handler's; the load " +
+	"process's own schedule handed its requests out up to {worst-gateway-send-lag-p99-ms} vs " +
+	"{worst-plain-send-lag-p99-ms} ms late (p99 of the delay from due to sent, its timer's and its wait for a CPU: " +
+	"part of the latencies above that is the client's, not the server's). "
 
 func added(name, kind string) Spec {
 	return Spec{Bench: "AddedLatency/" + name, Unit: "added-p99-ms",
-		Label: "Added p99 latency at half the bare handler's maximum rate, GET /api/agents, " + kind + " tenant",
+		Label: "Added p99 latency against the bare handler at half the plain query's maximum rate, GET /api/agents, " +
+			kind + " tenant (5 runs pooled)",
 		Issue: 7, Cmp: "≤", Target: 5, Suffix: "ms",
-		Detail: "gateway {gateway-p99-ms} ms vs bare {bare-p99-ms} ms at {offered-req/s} req/s; bare's maximum " +
-			"{bare-max-req/s} req/s; CPUs {gateway-cpu-%} % vs {bare-cpu-%} % busy; GC pauses {gateway-gc-pause-ms} " +
-			"vs {bare-gc-pause-ms} ms/s",
-		Miss: "The medians differ by {added-p50-ms} ms, which is what the gateway's own work costs a request; the " +
-			"p99 is set by the rare requests that wait: at this rate 1 % of the requests is the few hundred sent " +
-			"during any stall of a few tens of milliseconds, so one stall more in the gateway's rounds than in the " +
-			"bare handler's moves it by milliseconds. Where the waits come from, measured in the same rounds: the 2 " +
-			"cores, shared with the load generator, PostgreSQL and Redis, were {gateway-cpu-%} % busy in the " +
-			"gateway's rounds and {bare-cpu-%} % in the bare handler's, and the process running both server and " +
-			"client stopped for garbage collection {gateway-gc-pause-ms} ms per second ({gateway-gc/s} cycles) in " +
-			"the gateway's rounds and {bare-gc-pause-ms} ms per second ({bare-gc/s} cycles) in the bare handler's. " +
-			"This figure moves by milliseconds between runs on this machine. What would fix it: the load " +
-			"generator on another machine, so that neither its CPU nor its garbage lands in the gateway's tail, " +
-			"and less CPU and allocation per request in the gateway (the middleware and the JSON access log; see " +
-			"the gateway ÷ bare figures)."}
+		Detail: "gateway {gateway-p99-ms} ms vs bare {bare-p99-ms} ms at {offered-req/s} req/s; the plain query's " +
+			"maximum {plain-max-req/s} req/s; CPUs {gateway-cpu-%} % vs {bare-cpu-%} % busy; GC pauses " +
+			"{gateway-gc-pause-ms} vs {bare-gc-pause-ms} ms/s",
+		Miss: "The medians differ by {added-p50-ms} ms; the p99 is set by the requests that waited. At this rate " +
+			"the gateway ran at {gateway-load-%} % of its own maximum ({gateway-max-req/s} req/s). Over all runs, " +
+			"the CPUs were {gateway-cpu-%} % busy in the gateway's rounds and {bare-cpu-%} % in the bare " +
+			"handler's (the load process, a process of its own, took {gateway-client-cpu-%} % and " +
+			"{bare-client-cpu-%} % of them), and this process paused for garbage collection {gateway-gc-pause-ms} and " +
+			"{bare-gc-pause-ms} ms per second ({gateway-gc/s} and {bare-gc/s} cycles). " + stalls}
+}
+
+func addedPlainP50(name, kind string) Spec {
+	return Spec{Bench: "AddedLatency/" + name, Unit: "added-plain-p50-ms",
+		Label: "Added p50 latency against the plain query at half its maximum rate, GET /api/agents, " + kind +
+			" tenant (5 runs pooled)",
+		Issue: 13, Cmp: "≤", Target: 0.3, Suffix: "ms",
+		Detail: "gateway {gateway-p50-ms} ms vs plain {plain-p50-ms} ms at {offered-req/s} req/s (the bare handler " +
+			"{bare-p50-ms} ms); the plain query's maximum {plain-max-req/s} req/s",
+		Miss: "Measured per request in the same rounds: this process (the server) spent {gateway-server-us/req} µs of CPU on a gateway " +
+			"request against {plain-server-us/req} µs on a plain one, and PostgreSQL {gateway-postgres-us/req} " +
+			"against {plain-postgres-us/req} µs; the bare handler, with the transaction, set_config and row-level " +
+			"security but no middleware, had a median of {bare-p50-ms} ms ({bare-server-us/req} and " +
+			"{bare-postgres-us/req} µs). At this rate the gateway ran at {gateway-load-%} % of its own maximum, " +
+			"the plain handler at 50 %; the CPUs were {gateway-cpu-%} % and {plain-cpu-%} % busy, so part of a " +
+			"request's time is waiting for a core busy with other requests' work."}
+}
+
+func addedPlainP99(name, kind string) Spec {
+	return Spec{Bench: "AddedLatency/" + name, Unit: "added-plain-p99-ms",
+		Label: "Added p99 latency against the plain query at half its maximum rate, GET /api/agents, " + kind +
+			" tenant: the worst of 5 runs",
+		Issue: 13, Cmp: "≤", Target: 2, Suffix: "ms",
+		Detail: "{p99-runs-met} of {runs} runs ≤ 2 ms; the worst, run {worst-run}: gateway {worst-gateway-p99-ms} ms " +
+			"vs plain {worst-plain-p99-ms} ms; the best run {added-plain-p99-best-ms} ms; the runs pooled " +
+			"{added-plain-p99-pooled-ms} ms",
+		Miss: "At this rate the gateway ran at {gateway-load-%} % of its own maximum ({gateway-max-req/s} req/s), the " +
+			"plain handler at 50 % of its own ({plain-max-req/s} req/s). " + stalls + "How to read these: a stall " +
+			"of the gateway process's own shows as a figure the plain handler's rounds do not have (waits for a pool " +
+			"connection, Go's scheduling latency, GC pauses, slow Redis calls); a stall of the machine (other " +
+			"processes, PostgreSQL, the catalog) shows in both. What would help (not measured here): fewer CPU " +
+			"microseconds per request in the gateway (see the throughput figures against the plain query), so that " +
+			"the same rate leaves it further from its maximum."}
+}
+
+func isolation(name string) Spec {
+	what, kind, _ := loadWhat(name, "")
+	return Spec{Bench: "LoadGatewayVsBare/" + name, Unit: "bare-plain-ratio",
+		Label:  "Bare handler ÷ plain query (isolation alone: transaction, set_config, RLS), " + what + ", " + kind + " tenant",
+		Detail: "{bare-req/s} vs {plain-req/s} req/s; PostgreSQL {bare-postgres-us/req} vs {plain-postgres-us/req} µs a request"}
 }
 
 func thousandErrors(name, how string) Spec {
@@ -236,20 +337,34 @@ func cut(s string) (string, string, bool) {
 // notes say how each benchmark measures, in the report's order.
 var notes = []struct{ bench, text string }{
 	{"LoadGatewayVsBare", "`router`. The real gateway (JWT or API key, tenant resolution, placement cache, Redis rate limit " +
-		"batched, idempotency check, JSON access log, Prometheus metrics) and a bare Fiber handler running the same store " +
-		"call through the same tenant scope and pool, both over loopback HTTP from 16 keep-alive clients that each wait " +
-		"for an answer before the next request (closed loop). After a 1 s warm-up of each, four 2 s rounds per " +
-		"contender; each round runs JWT, API key " +
-		"and bare one after another, starting with a different one each round. Any failed request fails the benchmark."},
-	{"AddedLatency", "`router`. The bare handler's maximum rate is measured first (closed loop, two 2 s rounds); then " +
-		"gateway (JWT) and bare are each sent GET /api/agents at half that rate, open loop: request i leaves at " +
-		"start + i ÷ rate whatever happened to the earlier ones, and its latency counts from when it was due, so a stall " +
-		"shows as latency instead of slowing the sender. Ten alternating 2 s rounds each after a 1 s warm-up; " +
-		"percentiles over all rounds' requests. \"Added\" is the gateway's percentile minus the bare handler's."},
+		"batched, idempotency check, JSON access log, Prometheus metrics, usage metering) against two references: the " +
+		"bare handler, a Fiber handler running the same store call through the same tenant scope and pool (a " +
+		"transaction that sets app.organization_id, then the query under row-level security), and the plain handler, " +
+		"a Fiber handler running the same rows' query (the same columns, order and page; for a create the same " +
+		"INSERT … RETURNING with its activity-log row) on a pgxpool of its own as a superuser, with no transaction, " +
+		"no set_config and no row-level security, sized like the gateway's pool of that database. All are driven " +
+		"over loopback HTTP by `cmd/loadgen`, a process of its own started for each round (16 keep-alive " +
+		"connections, each waiting for an answer before the next request: closed loop). After a 0.5 s warm-up of " +
+		"each, four 1.5 s rounds per contender; each round runs JWT, API key, bare and plain one after another, starting " +
+		"with a different one each round. CPU per request is this process's (getrusage), the load process's (its " +
+		"ProcessState), PostgreSQL's (the backends connected to the benchmark's databases, by pg_stat_activity, " +
+		"read in /proc), Redis's (redis-server in /proc), and the rest of the machine's busy time (/proc/stat). Any " +
+		"failed request fails the benchmark."},
+	{"AddedLatency", "`router`. The plain handler's maximum rate is measured first, with the gateway's (closed " +
+		"loop, two 1.5 s rounds each, plain-gateway-gateway-plain); then gateway (JWT), bare and plain are each " +
+		"sent GET /api/agents at half that rate by `cmd/loadgen`, a process of its own, open loop: request i leaves at start + i ÷ rate whatever happened to the earlier ones, " +
+		"and its latency counts from when it was due, so a stall shows as latency instead of slowing the sender. " +
+		"After a 1 s warm-up of each, five independent runs of three 1.2 s rounds in which the three take turns, " +
+		"each round starting with another. \"Added\" is the gateway's percentile minus the reference's: p50 and " +
+		"the bare handler's p99 over all runs' requests, the plain handler's p99 run by run (issue 13 asks for 5 " +
+		"of 5). Per round, this process (the servers) records its garbage-collection pauses, Go's scheduling " +
+		"latency (runtime/metrics), the pool's empty acquires and their waits (pgxpool), the gateway's Redis calls " +
+		"(a go-redis hook), a Redis PING and a catalog SELECT 1 probed every 10 ms, and the CPU of every process " +
+		"as LoadGatewayVsBare does; the load process reports how late its own schedule sent each request."},
 	{"MeteringOverhead", "`router`. Two gateways as production runs them, one metering every request and tenant query " +
 		"(the usage meter and its pgx tracer), one without, each over its own databases with a pro tenant of 20 agents; " +
-		"16 closed-loop clients send GET /api/agents with a session JWT in eight alternated 2 s rounds (ABBA), after " +
-		"a 1 s warm-up of each."},
+		"`cmd/loadgen` (a process of its own, 16 closed-loop connections) sends GET /api/agents with a session JWT in " +
+		"eight alternated 1.5 s rounds (ABBA), after a 1 s warm-up of each."},
 	{"AuditFleet", "`tenancy/audit`. 1,000 databases cloned from one migrated at the newest tenant schema, then audited " +
 		"16 at a time: each read from the system catalogs in one round trip and compared with the expected " +
 		"fingerprint, built once from the migrations on a scratch database (its time reported apart). Cloning is " +
@@ -261,17 +376,17 @@ var notes = []struct{ bench, text string }{
 	{"ThousandTenants", "`router`. 1,000 enterprise organizations, each with its own database copied from the " +
 		"provisioner's template, behind one gateway with `pools.max_open=64` and `pools.max_total_conns` at the default 80 " +
 		"or, when the server's max_connections is too small for that, three fifths of it (reported as the budget). " +
-		"32 closed-loop clients send GET /api/agents for 15 s, each request for a tenant drawn uniformly (nearly " +
+		"32 closed-loop clients in the benchmark's process send GET /api/agents for 15 s, each request for a tenant drawn uniformly (nearly " +
 		"every request finds its pool evicted: each then opens a PostgreSQL connection, the worst case) or from a " +
 		"Zipf distribution (s = 1.1: a hot few, as real traffic has). pg_stat_activity is sampled every 10 ms for the " +
 		"gateway's connections (by application_name). Every answer but 200 counts as an error."},
 	{"NoisyNeighbour", "`router`, contract plan limits, Redis rate limits. A quiet pro tenant sends GET /api/agents " +
 		"open loop at 100 req/s (half its 200 rps), alone, and while a noisy tenant on the same shared database sends " +
 		"ten times its own limit (starter: 500 req/s; pro: 2,000 req/s), which the gateway answers beyond the limit " +
-		"with 429. The noisy tenant's client is a process of its own (the test binary run again), as a " +
-		"tenant's client would be; the quiet one's shares the gateway's process. Ten alternating 4 s rounds of " +
-		"each kind; the quiet tenant's latencies of each kind are pooled. \"CPUs busy\" is the whole machine " +
-		"(every process) from /proc/stat during those rounds; GC cycles are the gateway process's."},
+		"with 429. Each tenant's client is a `cmd/loadgen` process of its own, as a tenant's client would be. " +
+		"Ten alternating 4 s rounds of each kind; the quiet tenant's latencies of each kind are pooled. \"CPUs " +
+		"busy\" is the whole machine (every process) from /proc/stat during those rounds; GC cycles are the gateway " +
+		"process's."},
 	{"Provision", "`provisioner`. RegisterDedicated + ProvisionDatabase: CREATE DATABASE … TEMPLATE (or empty, then " +
 		"golang-migrate to the newest schema), grant to the application role, connect and query as that role, mark " +
 		"ready. 20 databases each way; the server's template is made before the timed runs."},

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -37,4 +38,45 @@ func TestEnterpriseCreateTargets(t *testing.T) {
 	require.True(t, noted, "the report says how the benchmark measures")
 	require.Contains(t, targetFigures, enterpriseCreate)
 	require.Contains(t, targetFigures, enterpriseCreateMany)
+}
+
+// TestRouterTargets: the figures of the router's load and latency
+// benchmarks, read from a run of them (testdata/router.txt, as go test
+// printed it), are all reported, and every figure their texts quote is one
+// the benchmarks report.
+func TestRouterTargets(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("testdata/router.txt")
+	require.NoError(t, err)
+	defer f.Close()
+	run, err := parse(f, "router.txt")
+	require.NoError(t, err)
+	var specs []Spec
+	for _, s := range targets {
+		if strings.HasPrefix(s.Bench, "LoadGatewayVsBare/") || strings.HasPrefix(s.Bench, "AddedLatency/") {
+			specs = append(specs, s)
+		}
+	}
+	require.Len(t, specs, 8+8+2+2+2+2+4, "issues 2 and 4, 13 (throughput), 7, 13 (p50, p99), added p50, isolation")
+	issue13 := 0
+	for _, r := range evaluate(run, specs) {
+		require.True(t, r.Have, "%s reports %s", r.Bench, r.Unit)
+		require.NotContains(t, r.Context, "?", "every figure of %s %s's detail is reported: %s", r.Bench, r.Unit, r.Context)
+		require.NotContains(t, r.Miss, "?", "every figure of %s %s's miss is reported: %s", r.Bench, r.Unit, r.Miss)
+		if r.Issue == 13 {
+			issue13++
+		}
+	}
+	require.Equal(t, 12, issue13, "8 throughput ratios and 4 latency figures against the plain query")
+
+	for _, bench := range []string{"LoadGatewayVsBare", "AddedLatency"} {
+		var text string
+		for _, n := range notes {
+			if n.bench == bench {
+				text = n.text
+			}
+		}
+		require.Contains(t, text, "cmd/loadgen", "the report says the client is a process of its own")
+		require.Contains(t, text, "plain", "the report says what the plain handler is")
+	}
 }
