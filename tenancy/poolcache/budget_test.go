@@ -27,7 +27,9 @@ func TestConnectionBudgetHoldsAcrossPools(t *testing.T) {
 		targets[fmt.Sprint(i)] = poolcache.Target{DSN: dsn}
 	}
 	app := "tgpc_test_" + randomHex(6)
-	cfg := poolcache.Config{MaxOpen: 3, MaxTotalConns: budget, DedicatedConns: 4, AppName: app}
+	// A generous connect timeout: on a loaded machine the default 2 s
+	// failed connects (CI); the budget, not the speed, is under test.
+	cfg := poolcache.Config{MaxOpen: 3, MaxTotalConns: budget, DedicatedConns: 4, AppName: app, ConnectTimeout: 30 * time.Second}
 	c := newCache(t, cfg, newSource(targets).lookup)
 	admin := adminConn(t)
 
