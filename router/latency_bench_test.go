@@ -159,7 +159,11 @@ func BenchmarkAddedLatency(b *testing.B) {
 				b.ReportMetric(s.share(s.client), c.name+"-client-cpu-%")
 				b.ReportMetric(s.perRequest(s.server), c.name+"-server-us/req")
 				b.ReportMetric(s.perRequest(s.postgres), c.name+"-postgres-us/req")
+				b.ReportMetric(float64(s.poolAcquires), c.name+"-pool-acquires")
+				b.ReportMetric(float64(s.poolWaits), c.name+"-pool-waits")
+				b.ReportMetric(ms(s.poolWait)/float64(max(s.poolWaits, 1)), c.name+"-pool-wait-avg-ms")
 			}
+			b.ReportMetric(float64(pl.pool().MaxConns()), "pool-conns") // the gateway's and the plain handler's alike
 			b.ReportMetric(plainMax, "plain-max-req/s")
 			b.ReportMetric(gatewayMax, "gateway-max-req/s")
 			b.ReportMetric(100*rate/gatewayMax, "gateway-load-%")

@@ -230,6 +230,10 @@ func added(name, kind string) Spec {
 			"{gateway-gc-pause-ms} vs {bare-gc-pause-ms} ms/s",
 		Miss: "The medians differ by {added-p50-ms} ms; the p99 is set by the requests that waited. At this rate " +
 			"the gateway ran at {gateway-load-%} % of its own maximum ({gateway-max-req/s} req/s). Over all runs, " +
+			"{gateway-pool-waits} of the gateway's {gateway-pool-acquires} connection acquires found the pool " +
+			"({pool-conns} connections, shared with the bare handler) empty and waited {gateway-pool-wait-avg-ms} ms " +
+			"on average, {bare-pool-waits} of the bare handler's {bare-pool-acquires} waited {bare-pool-wait-avg-ms} " +
+			"ms (the same pool, the same store call); " +
 			"the CPUs were {gateway-cpu-%} % busy in the gateway's rounds and {bare-cpu-%} % in the bare " +
 			"handler's (the load process, a process of its own, took {gateway-client-cpu-%} % and " +
 			"{bare-client-cpu-%} % of them), and this process paused for garbage collection {gateway-gc-pause-ms} and " +
@@ -249,7 +253,10 @@ func addedPlainP50(name, kind string) Spec {
 			"security but no middleware, had a median of {bare-p50-ms} ms ({bare-server-us/req} and " +
 			"{bare-postgres-us/req} µs). At this rate the gateway ran at {gateway-load-%} % of its own maximum, " +
 			"the plain handler at 50 %; the CPUs were {gateway-cpu-%} % and {plain-cpu-%} % busy, so part of a " +
-			"request's time is waiting for a core busy with other requests' work."}
+			"request's time is waiting for a core busy with other requests' work. Both pools have {pool-conns} " +
+			"connections: {gateway-pool-waits} of the gateway's {gateway-pool-acquires} acquires found its pool " +
+			"empty and waited {gateway-pool-wait-avg-ms} ms on average, {plain-pool-waits} of the plain handler's " +
+			"{plain-pool-acquires} waited {plain-pool-wait-avg-ms} ms."}
 }
 
 func addedPlainP99(name, kind string) Spec {
