@@ -1,6 +1,7 @@
 package provisioner
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/stripe/stripe-go/v82/webhook"
 
+	"github.com/tenantgate/tenantgate/provisioner/move"
 	"github.com/tenantgate/tenantgate/tenancy/tenancytest"
 )
 
@@ -38,8 +40,9 @@ import (
 // It reports the medians, upgrade ÷ floor (target ≤ 2), the same from the
 // signup's send (signup-ms, which adds the signup itself: a password hash
 // and the shared placement), the move job's own time from its row (it
-// goes on after the tenant is served: the old rows are removed), and each
-// of its steps' median from the provisioner's debug log.
+// goes on after the tenant is served: the old rows are removed), each
+// of its steps' median from the provisioner's debug log, and the parts of
+// its first step (see resolveParts).
 //
 //	go test -run '^$' -bench UpgradeToDedicated -benchtime 1x ./provisioner/
 func BenchmarkUpgradeToDedicated(b *testing.B) {
@@ -79,7 +82,7 @@ func BenchmarkUpgradeToDedicated(b *testing.B) {
 		return took
 	}
 	var jobs []time.Duration
-	var jobIDs []string
+	var jobIDs, orgs []string
 	upgrade := func() (fromWebhook, fromSignup time.Duration) {
 		n++
 		signupStart := time.Now()
@@ -108,12 +111,13 @@ func BenchmarkUpgradeToDedicated(b *testing.B) {
 				`SELECT id::text, extract(epoch FROM finished_at - created_at)::float8 FROM jobs WHERE organization_id = $1 AND kind = 'move'`, org).Scan(&id, &secs))
 		}
 		jobs, jobIDs = append(jobs, time.Duration(*secs*float64(time.Second))), append(jobIDs, id)
+		orgs = append(orgs, org)
 		return now.Sub(start), now.Sub(signupStart)
 	}
 
 	// The first dedicated database of a server makes its template.
 	upgrade()
-	jobs, jobIDs = nil, nil
+	jobs, jobIDs, orgs = nil, nil, nil
 	var floors, upgrades, signups []time.Duration
 	for b.Loop() {
 		for i := range rounds {
@@ -140,6 +144,9 @@ func BenchmarkUpgradeToDedicated(b *testing.B) {
 	provisioner.stop()
 	for step, ds := range stepTimes(b, provisioner.output(), jobIDs) {
 		b.ReportMetric(ms(median(ds)), "step-"+strings.ReplaceAll(step, " ", "-")+"-ms")
+	}
+	for part, ds := range resolveParts(b, provisioner.output(), orgs) {
+		b.ReportMetric(ms(median(ds)), "resolve-"+part+"-ms")
 	}
 	b.Logf("floor %v\nupgrade %v\nfrom signup %v\nmove job %v\n(figures: the medians of %d rounds)",
 		floors, upgrades, signups, jobs, rounds)
@@ -202,4 +209,57 @@ func benchCall(b *testing.B, method, url, token, body string, out any) int {
 		require.NoError(b, json.Unmarshal(text, out), "%s", text)
 	}
 	return res.StatusCode
+}
+
+// resolveParts splits the resolve step of each of orgs' moves, from the
+// provisioner's log, into: "register", from the step's start to the
+// copy's start (reading the source's fence, registering the database);
+// "provision", ProvisionDatabase's own time (the copy of the template and
+// marking it ready); and "connect", from then to the mark step (the first
+// connection to the new database, fencing it, reading both schemas).
+func resolveParts(b *testing.B, log string, orgs []string) map[string][]time.Duration {
+	type line struct {
+		Time                                  time.Time
+		Msg, Organization, Step, Database, To string
+		MS                                    int64 `json:"ms"`
+	}
+	var lines []line
+	sc := bufio.NewScanner(strings.NewReader(log))
+	for sc.Scan() {
+		var l line
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			lines = append(lines, l)
+		}
+	}
+	require.NoError(b, sc.Err())
+	parts := map[string][]time.Duration{}
+	for _, org := range orgs {
+		var resolve, mark, ready time.Time
+		var target string
+		var provision time.Duration
+		for _, l := range lines {
+			switch {
+			case l.Organization == org && l.Msg == "move step" && l.Step == move.StepResolve:
+				resolve = l.Time
+			case l.Organization == org && l.Msg == "move step" && l.Step == move.StepMark:
+				mark = l.Time
+			case l.Organization == org && l.Msg == "move target":
+				target = l.To
+			}
+		}
+		for _, l := range lines {
+			if l.Msg == "dedicated database ready" && l.Database == target {
+				ready, provision = l.Time, time.Duration(l.MS)*time.Millisecond
+			}
+		}
+		if resolve.IsZero() || mark.IsZero() || ready.IsZero() {
+			b.Logf("the log does not show organization %s's resolve step in full: resolve %v, mark %v, %q ready %v",
+				org, resolve, mark, target, ready)
+			continue
+		}
+		parts["register"] = append(parts["register"], ready.Add(-provision).Sub(resolve))
+		parts["provision"] = append(parts["provision"], provision)
+		parts["connect"] = append(parts["connect"], mark.Sub(ready))
+	}
+	return parts
 }

@@ -15,8 +15,8 @@ func TestEnterpriseCreateTargets(t *testing.T) {
 	t.Parallel()
 	const line = "BenchmarkEnterpriseCreate-2   	       1	19037737012 ns/op	       155.5 c10-ms/tenant	         3.078 c10/floor	" +
 		"       626.7 cli-max-ms	       249.2 cli-ms	        30.07 cli-shared-ms	         4.934 cli/floor	        50.51 floor-ms	" +
-		"       195.7 job-ms	       115.4 psql-ms	        66.00 step-audit-ms	        75.00 step-create-ms	        21.00 step-grant-ms	" +
-		"         0 step-migrate-ms	         5.000 step-ready-ms	        12.00 step-verify-ms\n"
+		"       195.7 job-ms	       115.4 psql-ms	        75.00 step-create-ms	" +
+		"         5.000 step-ready-ms	        12.00 step-verify-ms\n"
 	run, err := parse(strings.NewReader(line), "sample")
 	require.NoError(t, err)
 	rows := evaluate(run, []Spec{enterpriseCreate, enterpriseCreateMany})
@@ -28,7 +28,7 @@ func TestEnterpriseCreateTargets(t *testing.T) {
 		require.NotContains(t, r.Context, "?", "every figure of %s's detail is reported: %s", r.Unit, r.Context)
 		require.NotContains(t, r.Miss, "?", "every figure of %s's miss is reported: %s", r.Unit, r.Miss)
 	}
-	require.Contains(t, rows[0].Miss, "grant 21 ms")
+	require.Contains(t, rows[0].Miss, "marking it ready 5 ms")
 	require.Contains(t, rows[1].Context, "156 ms per tenant against 50.5 ms")
 
 	var noted bool
@@ -38,6 +38,49 @@ func TestEnterpriseCreateTargets(t *testing.T) {
 	require.True(t, noted, "the report says how the benchmark measures")
 	require.Contains(t, targetFigures, enterpriseCreate)
 	require.Contains(t, targetFigures, enterpriseCreateMany)
+}
+
+// TestUpgradeAndFleetTargets: the figures of issue 13's upgrade and fleet
+// benchmarks, read from lines they printed, are judged (the fleet's has no
+// target), and every figure their texts quote is one they report.
+func TestUpgradeAndFleetTargets(t *testing.T) {
+	t.Parallel()
+	const lines = "BenchmarkUpgradeToDedicated-2   	       1	3051603444 ns/op	        57.87 floor-ms	       202.4 job-ms	" +
+		"        38.68 resolve-connect-ms	        60.00 resolve-provision-ms	        29.27 resolve-register-ms	       255.0 signup-ms	" +
+		"         4.407 signup/floor	        16.00 step-cleanup-ms	        19.00 step-copy-ms	         4.000 step-fence-ms	" +
+		"         3.000 step-mark-moving-ms	        19.00 step-plan-enterprise-ms	       127.0 step-resolve-ms	" +
+		"         4.000 step-switch-ms	         4.000 step-verify-ms	       249.1 upgrade-max-ms	       219.7 upgrade-ms	" +
+		"         3.797 upgrade/floor\n" +
+		"BenchmarkFleetCreate-2   	       1	         1.559 bound-s	         2.000 cores	       104.0 floor-ms	" +
+		"       151.3 ms/tenant	      2052 slowest-ms	        30.00 tenants	         4.538 wall-s	         2.910 wall/bound\n"
+	run, err := parse(strings.NewReader(lines), "sample")
+	require.NoError(t, err)
+	var specs []Spec
+	for _, s := range targets {
+		if s.Bench == "UpgradeToDedicated" || s.Bench == "FleetCreate" {
+			specs = append(specs, s)
+		}
+	}
+	rows := evaluate(run, specs)
+	require.Len(t, rows, 2)
+	require.False(t, rows[0].Met, "3.8× is not ≤ 2×")
+	require.Equal(t, 13, rows[0].Issue)
+	require.Empty(t, rows[1].Cmp, "the fleet's figure has no target of its own")
+	for _, r := range rows {
+		require.True(t, r.Have, r.Unit)
+		require.NotContains(t, r.Context, "?", "every figure of %s's detail is reported: %s", r.Unit, r.Context)
+		require.NotContains(t, r.Miss, "?", "every figure of %s's miss is reported: %s", r.Unit, r.Miss)
+	}
+	require.Contains(t, rows[0].Miss, "resolve 127 ms")
+	require.Contains(t, rows[0].Miss, "29.3 ms reading the source's fence")
+	require.Contains(t, rows[1].Context, "4.54 s against 1.56 s")
+	for _, bench := range []string{"UpgradeToDedicated", "FleetCreate"} {
+		var noted bool
+		for _, n := range notes {
+			noted = noted || n.bench == bench
+		}
+		require.True(t, noted, "the report says how %s measures", bench)
+	}
 }
 
 // TestRouterTargets: the figures of the router's load and latency
