@@ -52,13 +52,15 @@ func BenchmarkThousandTenants(b *testing.B) {
 		maxOpen  = 64
 		clients  = 32
 		duration = 15 * time.Second
+		// connectDuration is the reference's: its rate is steady sooner.
+		connectDuration = 5 * time.Second
 	)
 	budget := connectionBudget(b)
 	bn := benchGateway(b, setupOptions{pools: poolcache.Config{MaxOpen: maxOpen, MaxTotalConns: budget}})
 	b.Cleanup(func() { dropDedicated(b, bn) }) // runs before the env's own, sequential, cleanup
 	gateway := serveApp(b, bn.app)
 	created := time.Now()
-	auth := bn.manyTenants(b, tenants)
+	auth, targets := bn.manyTenants(b, tenants)
 	b.Logf("%d dedicated tenants created in %s", tenants, time.Since(created).Round(time.Second))
 	url := "http://" + gateway + "/api/agents"
 
@@ -79,6 +81,11 @@ func BenchmarkThousandTenants(b *testing.B) {
 				res = drive(b, bn, url, auth, clients, duration, mix.pick)
 			}
 			b.ReportMetric(float64(res.ok)/duration.Seconds(), "req/s")
+			// The reference: what the server gives when every request
+			// opens a connection of its own, in the same run.
+			connects := connectEach(b, targets, clients, connectDuration, mix.pick)
+			b.ReportMetric(connects, "connect-req/s")
+			b.ReportMetric(float64(res.ok)/duration.Seconds()/connects, "connect-ratio")
 			b.ReportMetric(float64(res.failed), "errors")
 			b.ReportMetric(float64(res.peakServer), "peak-conns")
 			b.ReportMetric(float64(res.peakBudget), "peak-budget-conns")
@@ -106,9 +113,13 @@ func connectionBudget(b *testing.B) int {
 	return min(80, maxConns*3/5)
 }
 
+// tenantTarget is a tenant's database and organization, for a client that
+// goes to the database directly.
+type tenantTarget struct{ dsn, org string }
+
 // manyTenants creates n enterprise organizations with their databases and
-// returns each owner's Authorization header.
-func (bn *bundle) manyTenants(b *testing.B, n int) []string {
+// returns each owner's Authorization header and each tenant's target.
+func (bn *bundle) manyTenants(b *testing.B, n int) ([]string, []tenantTarget) {
 	hash, err := identity.HashPassword("password-many", cheap)
 	require.NoError(b, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
@@ -125,13 +136,61 @@ func (bn *bundle) manyTenants(b *testing.B, n int) []string {
 	}
 	require.NoError(b, g.Wait())
 	auth := make([]string, n)
+	targets := make([]tenantTarget, n)
 	for i := range n {
 		slug := fmt.Sprintf("many-%04d", i)
 		r := bn.do(b, "POST", "/api/auth/login", "", map[string]string{"email": "owner@" + slug + ".test", "password": "password-many"})
 		require.Equal(b, 200, r.status, r.text)
 		auth[i] = "Bearer " + r.json["token"].(string)
+		org, err := bn.store.OrganizationBySlug(ctx, slug)
+		require.NoError(b, err)
+		t, err := bn.store.Tenant(ctx, org.ID)
+		require.NoError(b, err)
+		db, err := bn.store.Database(ctx, t.Placement.DatabaseID)
+		require.NoError(b, err)
+		targets[i] = tenantTarget{dsn: db.DSN, org: org.ID}
 	}
-	return auth
+	return auth, targets
+}
+
+// connectEach runs clients closed-loop workers for d, each request a new
+// connection to the database of a tenant pick chooses, the plain handler's
+// list query for that tenant, and the connection's close: the rate at which
+// the server sets up sessions, which bounds a gateway whose requests
+// nearly all need a connection. It returns the rate of such requests.
+func connectEach(b *testing.B, targets []tenantTarget, clients int, d time.Duration, pick func(*rand.Rand) func() int) float64 {
+	ctx, cancel := context.WithTimeout(context.Background(), d+30*time.Second)
+	defer cancel()
+	deadline := time.Now().Add(d)
+	var done atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for w := range clients {
+		g.Go(func() error {
+			next := pick(rand.New(rand.NewPCG(uint64(w), 11)))
+			for time.Now().Before(deadline) {
+				t := targets[next()]
+				conn, err := pgx.Connect(ctx, t.dsn)
+				if err != nil {
+					return err
+				}
+				rows, err := conn.Query(ctx, plainList, t.org, tenancy.DefaultLimit+1)
+				if err == nil {
+					rows.Close()
+					err = rows.Err()
+				}
+				if cerr := conn.Close(ctx); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return err
+				}
+				done.Add(1)
+			}
+			return nil
+		})
+	}
+	require.NoError(b, g.Wait(), "the reference's connections")
+	return float64(done.Load()) / d.Seconds()
 }
 
 type driveResult struct {

@@ -322,7 +322,9 @@ func thousandConns(name, how string) Spec {
 func thousandRate(name, how string) Spec {
 	return Spec{Bench: "ThousandTenants/" + name, Unit: "req/s",
 		Label: "1,000 dedicated tenants, max_open 64, " + how + " traffic: throughput", Suffix: "req/s",
-		Detail: "p50 {p50-ms} ms, p99 {p99-ms} ms; pool cache hit rate {pool-hit-%} %, {evictions} evictions"}
+		Detail: "p50 {p50-ms} ms, p99 {p99-ms} ms; pool cache hit rate {pool-hit-%} %, {evictions} evictions; " +
+			"{connect-ratio}× the reference in the same run, {connect-req/s} req/s from 32 clients each opening a " +
+			"connection per request (connect, the same list query, close)"}
 }
 
 func noisy(plan, rps string) Spec {
@@ -409,7 +411,10 @@ var notes = []struct{ bench, text string }{
 		"32 closed-loop clients in the benchmark's process send GET /api/agents for 15 s, each request for a tenant drawn uniformly (nearly " +
 		"every request finds its pool evicted: each then opens a PostgreSQL connection, the worst case) or from a " +
 		"Zipf distribution (s = 1.1: a hot few, as real traffic has). pg_stat_activity is sampled every 10 ms for the " +
-		"gateway's connections (by application_name). Every answer but 200 counts as an error."},
+		"gateway's connections (by application_name). Every answer but 200 counts as an error. The reference, after " +
+		"each distribution's run and with the same distribution: 32 clients in the benchmark's process for 5 s, each " +
+		"request a new pgx connection to the tenant's database, the plain handler's list query, and the close: the " +
+		"rate at which the server sets sessions up, which bounds a gateway whose requests nearly all need one."},
 	{"NoisyNeighbour", "`router`, contract plan limits, Redis rate limits. A quiet pro tenant sends GET /api/agents " +
 		"open loop at 100 req/s (half its 200 rps), alone, and while a noisy tenant on the same shared database sends " +
 		"ten times its own limit (starter: 500 req/s; pro: 2,000 req/s), which the gateway answers beyond the limit " +
