@@ -309,7 +309,16 @@ func isolation(name string) Spec {
 func thousandErrors(name, how string) Spec {
 	return Spec{Bench: "ThousandTenants/" + name, Unit: "errors",
 		Label: "1,000 dedicated tenants, max_open 64, " + how + " traffic: errors", Issue: 7, Cmp: "=", Target: 0,
-		Detail: "{req/s} req/s from 32 clients for 15 s, {tenants-served} tenants served"}
+		Detail: "{req/s} req/s from 32 clients for 15 s, {tenants-served} tenants served",
+		Miss: "Every error was a 503 (the first few are in the benchmark's log): a request whose pool must open a " +
+			"connection waits for a token of the connection budget at most `pools.connect_timeout` (2 s), and is " +
+			"then refused with Retry-After. The server is what is slow here: in the same run, 32 clients opening a " +
+			"connection of their own per request got {connect-req/s} sessions a second out of it, and with a pool " +
+			"cache hit rate of {pool-hit-%} % nearly every request of the 32 clients needed one, so requests queued " +
+			"for tokens (p50 {p50-ms} ms, p99 {p99-ms} ms) and the slowest reached the 2 s bound. Nothing leaked " +
+			"past the budget (see the peak connections). What would fix it: a server that sets sessions up faster " +
+			"(a connection pooler such as PgBouncer in front of PostgreSQL), or fewer concurrent clients for the " +
+			"rate the server allows."}
 }
 
 func thousandConns(name, how string) Spec {

@@ -83,6 +83,33 @@ func TestUpgradeAndFleetTargets(t *testing.T) {
 	}
 }
 
+// TestThousandTenantsTargets: the many-tenants figures, read from lines
+// the benchmark printed, quote only figures it reports, its reference's
+// among them.
+func TestThousandTenantsTargets(t *testing.T) {
+	t.Parallel()
+	lines := "BenchmarkThousandTenants/uniform-2         \t       1\t        60.00 budget-conns\t         0.7800 connect-ratio\t        40.00 connect-req/s\t         0 errors\t       374.0 evictions\t        64.00 max-open\t      1084 p50-ms\t      1415 p99-ms\t        60.00 peak-budget-conns\t        58.00 peak-conns\t         6.410 pool-hit-%\t        31.20 req/s\t       368.0 tenants-served\n" +
+		"BenchmarkThousandTenants/zipf-2            \t       1\t        60.00 budget-conns\t         1.316 connect-ratio\t        42.60 connect-req/s\t         0 errors\t       335.0 evictions\t        64.00 max-open\t       869.2 p50-ms\t      1412 p99-ms\t        60.00 peak-budget-conns\t        58.00 peak-conns\t        58.74 pool-hit-%\t        56.07 req/s\t       234.0 tenants-served\n"
+	run, err := parse(strings.NewReader(lines), "sample")
+	require.NoError(t, err)
+	var specs []Spec
+	for _, s := range targets {
+		if strings.HasPrefix(s.Bench, "ThousandTenants/") {
+			specs = append(specs, s)
+		}
+	}
+	rows := evaluate(run, specs)
+	require.Len(t, rows, 6, "errors, connections and throughput of each distribution")
+	for _, r := range rows {
+		require.True(t, r.Have, "%s %s", r.Bench, r.Unit)
+		require.NotContains(t, r.Context, "?", "every figure of %s %s's detail is reported: %s", r.Bench, r.Unit, r.Context)
+		require.NotContains(t, r.Miss, "?", "every figure of %s %s's miss is reported: %s", r.Bench, r.Unit, r.Miss)
+		if r.Unit == "req/s" {
+			require.Contains(t, r.Context, "the reference in the same run")
+		}
+	}
+}
+
 // TestRouterTargets: the figures of the router's load and latency
 // benchmarks, read from a run of them (testdata/router.txt, as go test
 // printed it), are all reported, and every figure their texts quote is one
