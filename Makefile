@@ -19,7 +19,7 @@ test:
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
-## bench: every benchmark of BENCHMARKS.md, one at a time, then the report (about 13 minutes; not in CI)
+## bench: every benchmark of BENCHMARKS.md, one at a time, then the report (about 25 minutes; not in CI)
 BENCH_OUT := bench.out
 BENCH     := $(GO) test -run '^$$' -count 1 -p 1 -timeout 30m
 bench:
