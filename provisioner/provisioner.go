@@ -190,7 +190,7 @@ type CreateOrganization struct {
 // CreateOrganization places a new organization and, for a dedicated
 // plan, provisions its database before returning.
 func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganization) (tenancy.Organization, error) {
-	org, db, err := p.register(ctx, req)
+	org, db, _, err := p.register(ctx, req, false)
 	if err != nil || db.State == "ready" {
 		return org, err
 	}
@@ -199,14 +199,11 @@ func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganiza
 
 // EnqueueOrganization records a new organization and, for a dedicated
 // plan, queues the provisioning of its database for the provisioner
-// service; job is empty when there is nothing to wait for.
+// service, in the same transaction; job is empty when there is nothing to
+// wait for.
 func (p *Provisioner) EnqueueOrganization(ctx context.Context, req CreateOrganization) (org tenancy.Organization, job string, err error) {
-	org, db, err := p.register(ctx, req)
-	if err != nil || db.State == "ready" {
-		return org, "", err
-	}
-	j, err := p.store.EnqueueJob(ctx, catalog.JobProvision, org.ID, provisionPayload{DatabaseID: db.ID})
-	return org, j.ID, err
+	org, _, job, err = p.register(ctx, req, true)
+	return org, job, err
 }
 
 type provisionPayload struct {
@@ -215,26 +212,33 @@ type provisionPayload struct {
 
 // register writes the organization, its placement and, for a dedicated
 // plan, its database's record in state "creating" (its tenants are refused
-// until the database is ready). Two concurrent creates of one slug make one
-// organization and one database: both names are unique in the catalog.
-func (p *Provisioner) register(ctx context.Context, req CreateOrganization) (tenancy.Organization, tenancy.Database, error) {
+// until the database is ready) and, with enqueue, the job that provisions
+// it. Two concurrent creates of one slug make one organization and one
+// database: both names are unique in the catalog.
+func (p *Provisioner) register(ctx context.Context, req CreateOrganization, enqueue bool) (tenancy.Organization, tenancy.Database, string, error) {
 	if err := tenancy.ValidateSlug(req.Slug); err != nil {
-		return tenancy.Organization{}, tenancy.Database{}, err
+		return tenancy.Organization{}, tenancy.Database{}, "", err
 	}
 	if _, err := p.store.OrganizationBySlug(ctx, req.Slug); err == nil {
-		return tenancy.Organization{}, tenancy.Database{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
+		return tenancy.Organization{}, tenancy.Database{}, "", tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
 	} else if tenancy.ErrorCode(err) != tenancy.CodeNotFound {
-		return tenancy.Organization{}, tenancy.Database{}, err
+		return tenancy.Organization{}, tenancy.Database{}, "", err
 	}
 	db, err := p.placeFor(ctx, req.Plan, req.Slug)
 	if err != nil {
-		return tenancy.Organization{}, db, err
+		return tenancy.Organization{}, db, "", err
 	}
-	org, err := p.store.CreateOrganization(ctx, catalog.NewOrganization{
+	n := catalog.NewOrganization{
 		Slug: req.Slug, Name: req.Name, Plan: req.Plan, Status: orStatus(req.Status),
 		DatabaseID: db.ID, OwnerEmail: req.OwnerEmail, OwnerPasswordHash: req.OwnerPasswordHash,
-	})
-	return org, db, err
+	}
+	if !enqueue || db.State == "ready" {
+		org, err := p.store.CreateOrganization(ctx, n)
+		return org, db, "", err
+	}
+	org, job, err := p.store.CreateOrganizationWithJob(ctx, n, catalog.NewJob{Kind: catalog.JobProvision,
+		Payload: provisionPayload{DatabaseID: db.ID}})
+	return org, db, job.ID, err
 }
 
 // placeFor returns the database a new organization goes to: the shared

@@ -265,6 +265,40 @@ func TestProvisionThroughTheQueue(t *testing.T) {
 	require.NoError(t, err, "a shared organization needs no job")
 }
 
+// TestEnqueueIsOneTransaction: an organization is queued with its job or
+// not at all. Were they two writes, a process killed between them would
+// leave an organization whose database no job makes, and whose slug a
+// retry finds taken. A trigger of the test makes the job's insert fail,
+// as a killed process's never-sent insert would.
+func TestEnqueueIsOneTransaction(t *testing.T) {
+	t.Parallel()
+	f := newFleet(t)
+	ctx := context.Background()
+	catalogDB := tenancytest.Connect(t, f.env.CatalogURL)
+	_, err := catalogDB.Exec(ctx, `
+		CREATE FUNCTION test_refuse_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'test: no jobs'; END $$;
+		CREATE TRIGGER test_refuse_jobs BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION test_refuse_jobs();`)
+	require.NoError(t, err)
+	req := CreateOrganization{Slug: "atomic", Name: "A", Plan: tenancy.PlanEnterprise, OwnerEmail: "owner@atomic.test", OwnerPasswordHash: "x"}
+	_, _, err = f.prov.EnqueueOrganization(ctx, req)
+	require.Error(t, err)
+	_, err = f.store.OrganizationBySlug(ctx, "atomic")
+	require.Equal(t, tenancy.CodeNotFound, tenancy.ErrorCode(err), "no organization without its job")
+
+	_, err = catalogDB.Exec(ctx, `DROP TRIGGER test_refuse_jobs ON jobs`)
+	require.NoError(t, err)
+	org, jobID, err := f.prov.EnqueueOrganization(ctx, req)
+	require.NoError(t, err, "the retry finds the slug and the email free")
+	j, err := f.store.Job(ctx, jobID)
+	require.NoError(t, err)
+	require.Equal(t, catalog.JobProvision, j.Kind)
+	require.Equal(t, org.ID, *j.OrganizationID)
+	f.worker(t, f.prov.Handlers())
+	require.Equal(t, catalog.JobSucceeded, f.waitJob(t, jobID).State)
+	require.Equal(t, 1, f.databases(t, f.cfg.DedicatedName("atomic")), "the first try's database record is reused")
+}
+
 // TestProvisionResumesAfterEachStep: a provisioner that dies as any step
 // begins leaves work that the next run completes, with one database, on
 // both paths: a copy of the template (create, verify, ready: each run is

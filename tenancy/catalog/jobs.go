@@ -62,11 +62,18 @@ func JobChannel(id string) string { return "tenantgate_job_" + id }
 // is announced on JobsChannel when the insert commits (a trigger, in the
 // same transaction).
 func (s *Store) EnqueueJob(ctx context.Context, kind, orgID string, payload any) (Job, error) {
+	return insertJob(ctx, s.pool, kind, orgID, payload)
+}
+
+// insertJob is EnqueueJob on q, a pool or a transaction.
+func insertJob(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, kind, orgID string, payload any) (Job, error) {
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return Job{}, fmt.Errorf("catalog: job payload: %w", err)
 	}
-	j, err := scanJob(s.pool.QueryRow(ctx, `INSERT INTO jobs (kind, organization_id, payload) VALUES ($1, $2, $3)
+	j, err := scanJob(q.QueryRow(ctx, `INSERT INTO jobs (kind, organization_id, payload) VALUES ($1, $2, $3)
 		RETURNING `+jobColumns, kind, nullIfEmpty(orgID), raw))
 	if tenancy.ErrorCode(interpret(err, "job")) == tenancy.CodeConflict {
 		return j, tenancy.Errorf(tenancy.CodeConflict, "the organization already has a job queued or running")

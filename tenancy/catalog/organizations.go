@@ -41,7 +41,27 @@ type NewOrganization struct {
 // CreateOrganization records an organization, its placement and, if given,
 // its owner, in one transaction. A taken slug or email is a conflict.
 func (s *Store) CreateOrganization(ctx context.Context, n NewOrganization) (tenancy.Organization, error) {
+	org, _, err := s.createOrganization(ctx, n, nil)
+	return org, err
+}
+
+// NewJob is a job to queue with the organization it is for.
+type NewJob struct {
+	Kind    string
+	Payload any
+}
+
+// CreateOrganizationWithJob is CreateOrganization that also queues job for
+// the new organization, in the same transaction: a process killed half-way
+// leaves both or neither, never an organization whose database no job
+// will make (and whose slug a retry would find taken).
+func (s *Store) CreateOrganizationWithJob(ctx context.Context, n NewOrganization, job NewJob) (tenancy.Organization, Job, error) {
+	return s.createOrganization(ctx, n, &job)
+}
+
+func (s *Store) createOrganization(ctx context.Context, n NewOrganization, job *NewJob) (tenancy.Organization, Job, error) {
 	var org tenancy.Organization
+	var queued Job
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var id string
 		err := tx.QueryRow(ctx, `INSERT INTO organizations (slug, name, plan, status) VALUES ($1, $2, $3, $4) RETURNING id::text`,
@@ -59,10 +79,15 @@ func (s *Store) CreateOrganization(ctx context.Context, n NewOrganization) (tena
 				return interpret(err, "user with this email")
 			}
 		}
+		if job != nil {
+			if queued, err = insertJob(ctx, tx, job.Kind, id, job.Payload); err != nil {
+				return err
+			}
+		}
 		org, err = scanOrg(tx.QueryRow(ctx, `SELECT `+orgColumns+orgFrom+`WHERE o.id = $1`, id))
 		return err
 	})
-	return org, err
+	return org, queued, err
 }
 
 // Organization returns the organization with id.
