@@ -190,7 +190,11 @@ type CreateOrganization struct {
 // CreateOrganization places a new organization and, for a dedicated
 // plan, provisions its database before returning.
 func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganization) (tenancy.Organization, error) {
-	org, db, _, err := p.register(ctx, req, false)
+	n, db, err := p.register(ctx, req)
+	if err != nil {
+		return tenancy.Organization{}, err
+	}
+	org, err := p.store.CreateOrganization(ctx, n)
 	if err != nil || db.State == "ready" {
 		return org, err
 	}
@@ -202,43 +206,45 @@ func (p *Provisioner) CreateOrganization(ctx context.Context, req CreateOrganiza
 // service, in the same transaction; job is empty when there is nothing to
 // wait for.
 func (p *Provisioner) EnqueueOrganization(ctx context.Context, req CreateOrganization) (org tenancy.Organization, job string, err error) {
-	org, _, job, err = p.register(ctx, req, true)
-	return org, job, err
+	n, db, err := p.register(ctx, req)
+	if err != nil {
+		return org, "", err
+	}
+	if db.State == "ready" {
+		org, err = p.store.CreateOrganization(ctx, n)
+		return org, "", err
+	}
+	org, j, err := p.store.CreateOrganizationWithJob(ctx, n, catalog.NewJob{Kind: catalog.JobProvision,
+		Payload: provisionPayload{DatabaseID: db.ID}})
+	return org, j.ID, err
 }
 
 type provisionPayload struct {
 	DatabaseID string `json:"databaseId"`
 }
 
-// register writes the organization, its placement and, for a dedicated
-// plan, its database's record in state "creating" (its tenants are refused
-// until the database is ready) and, with enqueue, the job that provisions
-// it. Two concurrent creates of one slug make one organization and one
-// database: both names are unique in the catalog.
-func (p *Provisioner) register(ctx context.Context, req CreateOrganization, enqueue bool) (tenancy.Organization, tenancy.Database, string, error) {
+// register checks a new organization and, for a dedicated plan, records
+// its database in state "creating" (its tenants are refused until the
+// database is ready); the caller writes the organization and its
+// placement. Two concurrent creates of one slug make one organization and
+// one database: both names are unique in the catalog.
+func (p *Provisioner) register(ctx context.Context, req CreateOrganization) (catalog.NewOrganization, tenancy.Database, error) {
 	if err := tenancy.ValidateSlug(req.Slug); err != nil {
-		return tenancy.Organization{}, tenancy.Database{}, "", err
+		return catalog.NewOrganization{}, tenancy.Database{}, err
 	}
 	if _, err := p.store.OrganizationBySlug(ctx, req.Slug); err == nil {
-		return tenancy.Organization{}, tenancy.Database{}, "", tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
+		return catalog.NewOrganization{}, tenancy.Database{}, tenancy.Errorf(tenancy.CodeConflict, "organization %q already exists", req.Slug)
 	} else if tenancy.ErrorCode(err) != tenancy.CodeNotFound {
-		return tenancy.Organization{}, tenancy.Database{}, "", err
+		return catalog.NewOrganization{}, tenancy.Database{}, err
 	}
 	db, err := p.placeFor(ctx, req.Plan, req.Slug)
 	if err != nil {
-		return tenancy.Organization{}, db, "", err
+		return catalog.NewOrganization{}, db, err
 	}
-	n := catalog.NewOrganization{
+	return catalog.NewOrganization{
 		Slug: req.Slug, Name: req.Name, Plan: req.Plan, Status: orStatus(req.Status),
 		DatabaseID: db.ID, OwnerEmail: req.OwnerEmail, OwnerPasswordHash: req.OwnerPasswordHash,
-	}
-	if !enqueue || db.State == "ready" {
-		org, err := p.store.CreateOrganization(ctx, n)
-		return org, db, "", err
-	}
-	org, job, err := p.store.CreateOrganizationWithJob(ctx, n, catalog.NewJob{Kind: catalog.JobProvision,
-		Payload: provisionPayload{DatabaseID: db.ID}})
-	return org, db, job.ID, err
+	}, db, nil
 }
 
 // placeFor returns the database a new organization goes to: the shared
